@@ -1,0 +1,3 @@
+from cc_slurm_adapter.cli import main
+
+raise SystemExit(main())
