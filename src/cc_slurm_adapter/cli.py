@@ -1,0 +1,225 @@
+"""Command line: upstream's flags, plus subcommands for admins.
+
+Upstream's binary takes ``-config PATH``, ``-daemon``, ``-debug N`` and ``-help``
+(Go's flag package: one or two dashes, ``-flag value`` or ``-flag=value``).
+Without ``-daemon`` it runs as the Prolog/Epilog hook. We keep all of that and
+add subcommands (``check``, ``convert``, ...); the global flags may stand before
+or after a subcommand.
+
+In hook mode nothing may fail the Slurm job: unknown arguments are ignored, and
+the exit code is always 0. Subcommand modules are imported only when used, so
+the hook path stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from cc_slurm_adapter import __version__
+from cc_slurm_adapter.errors import ConfigError
+
+PROG = "cc-slurm-adapter"
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+# name -> (module, one-line help). Each module has ``run(args: list[str], ctx: CliContext) -> int``.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "check": ("cc_slurm_adapter.check", "validate the config file and report problems"),
+    "convert": ("cc_slurm_adapter.convert",
+                "turn saved Slurm JSON (or a live job) into cc-backend payloads"),
+}
+
+VALUE_FLAGS = ("config", "debug")
+BOOL_FLAGS = ("daemon", "help", "h", "version")
+
+HELP = f"""\
+Usage: {PROG} [-config PATH] [-daemon] [-debug N] [SUBCOMMAND [ARGS...]]
+
+Feeds Slurm job data into ClusterCockpit's cc-backend.
+
+Flags (one or two dashes; before or after a subcommand):
+  -config string
+        Specify the path to the config file (default "/etc/cc-slurm-adapter/config.json")
+  -daemon
+        Run in daemon mode (if omitted, runs in Prolog/Epilog mode)
+  -debug int
+        Set the log level: 0 fatal, 1 error, 2 warning, 3 info, 4 debug, 5 trace (default 2)
+  -help
+        Show this help
+  -version
+        Print the version
+
+Without -daemon and without a subcommand, {PROG} runs as the Prolog/Epilog hook
+(PrologSlurmctld/EpilogSlurmctld): it tells the daemon about the job and always
+exits 0.
+
+Subcommands:
+{{subcommands}}
+Run '{PROG} SUBCOMMAND -help' for a subcommand's own options.
+"""
+
+
+@dataclass
+class CliContext:
+    """What the global flags said, handed to the mode or subcommand that runs."""
+
+    config_path: str | None = None
+    daemon: bool = False
+    debug: int = 2
+    help: bool = False
+    version: bool = False
+    subcommand: str | None = None
+    rest: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def _parse_bool(value: str) -> bool | None:
+    lowered = value.lower()
+    if lowered in ("1", "t", "true"):
+        return True
+    if lowered in ("0", "f", "false"):
+        return False
+    return None
+
+
+def parse_args(argv: Sequence[str]) -> CliContext:
+    """Split argv into the global flags, a subcommand, and the subcommand's arguments.
+
+    Problems (a bad -debug value, a flag without its value, an unknown flag) are
+    collected, not raised: hook mode ignores them, the other modes report them.
+    """
+    ctx = CliContext()
+    args = list(argv)
+    index = 0
+    while index < len(args):
+        token = args[index]
+        index += 1
+        if token == "--" and ctx.subcommand:
+            ctx.rest.extend(args[index:])
+            break
+        if token.startswith("-") and token not in ("-", "--"):
+            name, has_value, value = token.lstrip("-").partition("=")
+            if name in VALUE_FLAGS:
+                if not has_value:
+                    if index >= len(args):
+                        ctx.problems.append(f"flag needs an argument: -{name}")
+                        continue
+                    value = args[index]
+                    index += 1
+                if name == "config":
+                    ctx.config_path = value
+                elif not value.lstrip("-").isdigit() or not 0 <= int(value) <= 5:
+                    ctx.problems.append(f"invalid value {value!r} for flag -debug: "
+                                        f"expected a number from 0 to 5")
+                else:
+                    ctx.debug = int(value)
+                continue
+            if name in BOOL_FLAGS:
+                flag_value = _parse_bool(value) if has_value else True
+                if flag_value is None:
+                    ctx.problems.append(f"invalid boolean value {value!r} for flag -{name}")
+                    continue
+                if name in ("help", "h") and ctx.subcommand:
+                    ctx.rest.append("--help")
+                    continue
+                setattr(ctx, "help" if name == "h" else name, flag_value)
+                continue
+            if ctx.subcommand:
+                ctx.rest.append(token)
+            else:
+                ctx.problems.append(f"flag provided but not defined: {token}")
+            continue
+        if ctx.subcommand is None and token in SUBCOMMANDS:
+            ctx.subcommand = token
+        elif ctx.subcommand:
+            ctx.rest.append(token)
+        else:
+            ctx.problems.append(f"unexpected argument: {token!r}")
+    return ctx
+
+
+def _help_text() -> str:
+    lines = "".join(f"  {name:<10} {desc}\n" for name, (_, desc) in SUBCOMMANDS.items())
+    return HELP.format(subcommands=lines)
+
+
+def _error(message: str) -> None:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+
+
+def _run_daemon(ctx: CliContext) -> int:
+    from cc_slurm_adapter.config import load_config
+    from cc_slurm_adapter.log import add_secrets
+
+    log = logging.getLogger("cc_slurm_adapter.cli")
+    loaded = load_config(ctx.config_path, purpose="daemon")
+    add_secrets(loaded.config.secrets)
+    for warning in loaded.warnings:
+        log.warning("%s", warning)
+    try:
+        daemon = importlib.import_module("cc_slurm_adapter.daemon")
+    except ModuleNotFoundError:
+        _error("daemon mode is not part of this build yet; the config is valid "
+               f"({loaded.config.source})")
+        return EXIT_ERROR
+    run: Callable[[object], int] = daemon.run
+    return run(loaded.config)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``cc-slurm-adapter`` console script."""
+    ctx = parse_args(sys.argv[1:] if argv is None else argv)
+    hook_mode = not ctx.daemon and ctx.subcommand is None and not ctx.help and not ctx.version
+
+    if hook_mode:
+        # Prolog/Epilog: never fail the job, whatever the arguments say.
+        from cc_slurm_adapter.hook import run_hook
+
+        try:
+            return run_hook(ctx.config_path, verbose=ctx.debug >= 3)
+        except Exception as exc:  # the hook must never fail the job
+            print(f"{PROG} hook: unexpected error: {exc!r}", file=sys.stderr)
+            return EXIT_OK
+
+    if ctx.version:
+        print(f"{PROG} {__version__}")
+        return EXIT_OK
+    if ctx.help and ctx.subcommand is None:
+        print(_help_text(), end="")
+        return EXIT_OK
+    if ctx.problems:
+        for problem in ctx.problems:
+            _error(problem)
+        print(f"Run '{PROG} -help' for usage.", file=sys.stderr)
+        return EXIT_USAGE
+
+    from cc_slurm_adapter.log import setup_logging
+
+    setup_logging(ctx.debug)
+    try:
+        if ctx.subcommand is not None:
+            module_name, _ = SUBCOMMANDS[ctx.subcommand]
+            try:
+                module = importlib.import_module(module_name)
+            except ModuleNotFoundError as exc:
+                if exc.name != module_name:
+                    raise
+                _error(f"subcommand '{ctx.subcommand}' is not part of this build yet")
+                return EXIT_ERROR
+            result: int = module.run(ctx.rest, ctx)
+            return result
+        return _run_daemon(ctx)
+    except ConfigError as exc:
+        _error(str(exc))
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
