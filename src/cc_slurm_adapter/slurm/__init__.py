@@ -1,12 +1,15 @@
 """The Slurm layer: run Slurm commands, read every release's JSON into one record.
 
-``record`` holds the types, ``values`` the value encodings, ``gres`` the
-``gres_detail`` grammar, ``parse`` the per-release normalisers, ``runner`` the
-subprocess wrapper and ``source`` the bounded set of bulk queries per poll cycle.
+``record`` holds the types, ``values`` the value encodings and hostlists, ``gres``
+the ``gres_detail`` grammar, ``resources`` the three ``job_resources`` layouts,
+``parse`` the per-release normalisers, ``runner`` the subprocess wrapper and
+``source`` the bounded set of bulk queries per poll cycle.
 """
 
 from __future__ import annotations
 
+from cc_slurm_adapter.slurm.gres import gpus_from_detail, parse_gres_detail
+from cc_slurm_adapter.slurm.parse import ParseResult, detect_meta, parse_exit_code, parse_jobs
 from cc_slurm_adapter.slurm.record import (
     ExitCode,
     GpuAlloc,
@@ -15,6 +18,7 @@ from cc_slurm_adapter.slurm.record import (
     NodeTopology,
     SlurmMeta,
 )
+from cc_slurm_adapter.slurm.values import expand_hostlist, parse_index_list
 
 __all__ = [
     "ExitCode",
@@ -22,5 +26,13 @@ __all__ = [
     "JobRecord",
     "NodeResources",
     "NodeTopology",
+    "ParseResult",
     "SlurmMeta",
+    "detect_meta",
+    "expand_hostlist",
+    "gpus_from_detail",
+    "parse_exit_code",
+    "parse_gres_detail",
+    "parse_index_list",
+    "parse_jobs",
 ]

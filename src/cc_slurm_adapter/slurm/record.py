@@ -180,8 +180,9 @@ class JobRecord(msgspec.Struct, frozen=True, kw_only=True):
     "gres/gpu": "8"}``."""
 
     requested_memory_mb: int | None = None
-    """Total memory requested for the whole job, MB (TRES ``mem``, or
-    per-node × nodes, or per-CPU × CPUs)."""
+    """Memory of the whole job in MB: the allocated TRES ``mem`` once the job has an
+    allocation, else the requested TRES ``mem``, else per-node × nodes or
+    per-CPU × CPUs from the request."""
     time_limit_min: int | None = None
     unlimited_time: bool = False
 

@@ -1,0 +1,640 @@
+"""Every Slurm release's job JSON (21.08 → 26.05) → :class:`JobRecord`.
+
+Two document families exist (``shared/reference/slurm-json-versions.md`` §1):
+
+* the **slurmctld** family: ``squeue --json``, ``scontrol show job --json`` (23.02+),
+  slurmrestd ``/slurm/vX/job(s)`` – live jobs, with ``job_resources`` and
+  ``gres_detail``;
+* the **slurmdbd** family: ``sacct --json``, slurmrestd ``/slurmdb/vX/job(s)`` –
+  accounting records, no per-node resources.
+
+The raw JSON is typed at the edge: msgspec decodes it into :class:`_RawJob`, a
+loose struct holding only the keys we read (everything else, e.g. sacct
+``steps``, is skipped without being built). Each key is ``Any`` so no release's
+encoding can fail the decode; ``values`` reads the encodings. Which family a job
+belongs to is decided per job from its keys (``job_state`` vs ``state``), so a
+mislabelled or mixed document still parses.
+
+Release quirks handled here are marked with the release that introduced them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+from cc_slurm_adapter.errors import SlurmParseError
+from cc_slurm_adapter.slurm import resources as _res
+from cc_slurm_adapter.slurm.record import ExitCode, JobRecord, NodeTopology, SlurmMeta
+from cc_slurm_adapter.slurm.values import (
+    FieldLog,
+    as_epoch,
+    as_int,
+    as_str,
+    as_str_tuple,
+    expand_hostlist,
+    get,
+    is_infinite,
+    split_state,
+)
+
+__all__ = [
+    "ParseResult",
+    "decode_document",
+    "detect_meta",
+    "parse_exit_code",
+    "parse_jobs",
+    "parse_tres_string",
+]
+
+# States in which a job has not ended: slurmctld's end_time is then the *expected* end.
+_LIVE_STATES = frozenset({"PENDING", "RUNNING", "SUSPENDED", "REQUEUED", "UNKNOWN"})
+_NOT_STARTED = frozenset({"PENDING"})
+
+
+class _RawJob(msgspec.Struct, kw_only=True):
+    """The keys read from one ``jobs[]`` element of either family (all ``Any``)."""
+
+    job_id: Any = None
+    account: Any = None
+    cluster: Any = None
+    partition: Any = None
+    name: Any = None
+    qos: Any = None
+    nodes: Any = None
+    flags: Any = None
+    exit_code: Any = None
+    derived_exit_code: Any = None
+    comment: Any = None
+    submit_line: Any = None
+    # slurmdbd family (sacct)
+    state: Any = None
+    time: Any = None
+    array: Any = None
+    het: Any = None
+    user: Any = None
+    group: Any = None
+    required: Any = None
+    tres: Any = None
+    working_directory: Any = None
+    allocation_nodes: Any = None
+    script: Any = None
+    sluid: Any = None
+    exclusive: Any = None
+    oversubscribe: Any = None
+    # slurmctld family (squeue / scontrol / slurmrestd /slurm)
+    job_state: Any = None
+    state_reason: Any = None
+    submit_time: Any = None
+    start_time: Any = None
+    end_time: Any = None
+    array_job_id: Any = None
+    array_task_id: Any = None
+    array_task_string: Any = None
+    het_job_id: Any = None
+    het_job_offset: Any = None
+    user_name: Any = None
+    user_id: Any = None
+    group_name: Any = None
+    time_limit: Any = None
+    node_count: Any = None
+    cpus: Any = None
+    memory_per_node: Any = None
+    memory_per_cpu: Any = None
+    tres_alloc_str: Any = None
+    tres_req_str: Any = None
+    tres_per_job: Any = None
+    tres_per_node: Any = None
+    gres_detail: Any = None
+    job_resources: Any = msgspec.field(default=None)
+    shared: Any = None
+    current_working_directory: Any = None
+    batch_host: Any = None
+    step_id: Any = None
+
+
+class _RawDoc(msgspec.Struct, kw_only=True):
+    meta: Any = None
+    jobs: list[_RawJob] | None = None
+    errors: Any = None
+    warnings: Any = None
+
+
+_DOC_DECODER = msgspec.json.Decoder(_RawDoc)
+
+
+class ParseResult(msgspec.Struct, kw_only=True):
+    """What one document gave: its ``meta``, the jobs, and Slurm's own messages."""
+
+    meta: SlurmMeta
+    jobs: list[JobRecord]
+    errors: tuple[str, ...] = ()
+    """``errors[].description`` (Slurm can exit 0 and still report errors)."""
+    warnings: tuple[str, ...] = ()
+    skipped: int = 0
+    """Jobs left out because they had no usable job id."""
+
+
+# --------------------------------------------------------------------------- meta
+
+
+def _parser_name(value: Any) -> str | None:
+    text = as_str(value)
+    if not text:
+        return None
+    # "data_parser/v0.0.44" (CLI, 23.02+), "v0.0.39" (slurmrestd 23.02)
+    return text.rsplit("/", 1)[-1] or None
+
+
+def detect_meta(meta: Any, *, source: str | None = None) -> SlurmMeta:
+    """Read ``meta`` of any release (``Slurm`` ≤ 23.02, ``slurm`` 23.11+)."""
+    if not isinstance(meta, Mapping):
+        return SlurmMeta(kind=source)
+    slurm = meta.get("slurm") or meta.get("Slurm") or {}
+    version = get(slurm, "version") or {}
+    plugin = meta.get("plugin") if isinstance(meta.get("plugin"), Mapping) else {}
+    plugins = meta.get("plugins") if isinstance(meta.get("plugins"), Mapping) else {}
+    # 23.02 CLI: meta.plugins.data_parser; 23.02 slurmrestd and 23.11+: meta.plugin.data_parser
+    data_parser = _parser_name(get(plugin, "data_parser")) or _parser_name(
+        get(plugins, "data_parser"))
+    plugin_type = as_str(get(plugin, "type"))
+    command = as_str_tuple(meta.get("command"))
+    kind = source or _kind_from(command, plugin_type)
+    return SlurmMeta(
+        release=as_str(get(slurm, "release")),
+        major=as_int(get(version, "major")),
+        minor=as_int(get(version, "minor")),  # 23.11+: strings, zero-padded ("05")
+        micro=as_int(get(version, "micro")),
+        data_parser=data_parser,
+        plugin=plugin_type,
+        cluster=as_str(get(slurm, "cluster")),  # 23.11.1+
+        kind=kind,
+        command=command,
+    )
+
+
+def _kind_from(command: tuple[str, ...], plugin_type: str | None) -> str | None:
+    if command:
+        exe = command[0].rsplit("/", 1)[-1]
+        if exe in ("sacct", "squeue", "scontrol"):
+            return exe
+    if plugin_type:
+        if plugin_type in ("openapi/slurmdbd",) or plugin_type.startswith("openapi/dbv"):
+            # ≤ 23.02: sacct and slurmrestd /slurmdb print the same plugin name
+            return "sacct" if plugin_type.startswith("openapi/dbv0.0.3") else "slurmrestd-db"
+        if plugin_type == "openapi/slurmctld":
+            return "slurmrestd"
+        if plugin_type.startswith("openapi/v0.0.3"):
+            return "squeue"
+    return None
+
+
+# --------------------------------------------------------------------- decoding
+
+
+def decode_document(data: bytes | str) -> _RawDoc:
+    """Decode Slurm's JSON; raises :class:`SlurmParseError` if it is not JSON at all.
+
+    The fast path is one msgspec decode. The slow path copes with what the fast path
+    refuses: a non-JSON header line (``squeue -M`` without ``--noheader``), several
+    documents back to back (``-M a,b``), ``Infinity``/``NaN`` tokens, or a ``jobs``
+    element that is not an object.
+    """
+    try:
+        return _DOC_DECODER.decode(data)
+    except msgspec.DecodeError:
+        pass
+    text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+    docs = _raw_documents(text)
+    if not docs:
+        raise SlurmParseError(f"Slurm output is not JSON (starts {text[:80]!r})")
+    meta: Any = None
+    jobs: list[_RawJob] = []
+    errors: list[Any] = []
+    warnings: list[Any] = []
+    for doc in docs:
+        if not isinstance(doc, Mapping):
+            continue
+        meta = meta if meta is not None else doc.get("meta")
+        for item in doc.get("jobs") or ():
+            if isinstance(item, Mapping):
+                try:
+                    jobs.append(msgspec.convert(item, _RawJob, strict=False))
+                except msgspec.ValidationError:
+                    continue
+        errors.extend(doc.get("errors") or ())
+        warnings.extend(doc.get("warnings") or ())
+    return _RawDoc(meta=meta, jobs=jobs, errors=errors, warnings=warnings)
+
+
+def _raw_documents(text: str) -> list[Any]:
+    decoder = json.JSONDecoder(parse_constant=lambda _c: None)
+    docs: list[Any] = []
+    pos = text.find("{")
+    while pos != -1 and pos < len(text):
+        try:
+            doc, end = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError:
+            pos = text.find("{", pos + 1)
+            continue
+        docs.append(doc)
+        pos = text.find("{", end)
+    return docs
+
+
+def _messages(items: Any) -> tuple[str, ...]:
+    out: list[str] = []
+    for item in items if isinstance(items, list) else ():
+        if isinstance(item, Mapping):
+            text = as_str(item.get("description")) or as_str(item.get("error"))
+            if text:
+                out.append(text)
+        elif isinstance(item, str) and item.strip():
+            out.append(item.strip())
+    return tuple(out)
+
+
+def parse_jobs(data: bytes | str, *, source: str | None = None,
+               topology: Mapping[str, NodeTopology] | None = None) -> ParseResult:
+    """Parse one ``sacct``/``squeue``/``scontrol``/slurmrestd JSON document.
+
+    ``source`` names the command that produced it (the caller knows; otherwise it is
+    guessed from ``meta``). ``topology`` (hostname → :class:`NodeTopology`) fills in
+    sockets/cores/threads that ``job_resources`` does not carry. Raises
+    :class:`SlurmParseError` only when the output is not JSON; odd jobs and fields
+    are recorded in ``JobRecord.warnings`` and never raise.
+    """
+    doc = decode_document(data)
+    meta = detect_meta(doc.meta, source=source)
+    flog = FieldLog(f"{meta.release or '?'}/{meta.data_parser or meta.plugin or '?'}")
+    jobs: list[JobRecord] = []
+    skipped = 0
+    for raw in doc.jobs or ():
+        record = _job(raw, meta, flog, topology)
+        if record is None:
+            skipped += 1
+        else:
+            jobs.append(record)
+    return ParseResult(meta=meta, jobs=jobs, errors=_messages(doc.errors),
+                       warnings=_messages(doc.warnings), skipped=skipped)
+
+
+# ------------------------------------------------------------------------- jobs
+
+
+def _job(raw: _RawJob, meta: SlurmMeta, flog: FieldLog,
+         topology: Mapping[str, NodeTopology] | None) -> JobRecord | None:
+    job_id = as_int(raw.job_id)
+    flog.start(job_id)
+    if job_id is None or job_id <= 0:
+        flog.note("job_id", "missing or invalid; job skipped")
+        return None
+    if raw.job_state is not None or raw.submit_time is not None or (
+            raw.state is None and raw.time is None):
+        return _ctld_job(raw, job_id, meta, flog, topology)
+    return _db_job(raw, job_id, meta, flog)
+
+
+def _source(meta: SlurmMeta, family: str) -> str:
+    kind = meta.kind
+    if family == "db":
+        return kind if kind in ("sacct", "slurmrestd-db") else "sacct"
+    return kind if kind in ("squeue", "scontrol", "slurmrestd") else "squeue"
+
+
+def _name(value: Any) -> str | None:
+    """A string field; Slurm writes ``"None"``/``"(null)"`` for some empty ones."""
+    text = as_str(value)
+    return None if text in (None, "(null)") else text
+
+
+def _state(value: Any, flog: FieldLog) -> tuple[str, tuple[str, ...]]:
+    base, flags = split_state(value)
+    if base is None:
+        flog.note("state", "missing")
+        return "UNKNOWN", ()
+    return base, flags
+
+
+def _cluster(value: Any, meta: SlurmMeta, flog: FieldLog) -> str | None:
+    cluster = _name(value) or meta.cluster
+    if cluster is None:
+        flog.note("cluster", "missing (not in the job nor in meta)")
+    return cluster
+
+
+def _nodes(value: Any, flog: FieldLog) -> tuple[str, ...]:
+    hosts = expand_hostlist(value)
+    if hosts is None:
+        flog.note("nodes", f"not a valid hostlist: {str(value)[:60]!r}")
+        return ()
+    return hosts
+
+
+def _ctld_job(raw: _RawJob, job_id: int, meta: SlurmMeta, flog: FieldLog,
+              topology: Mapping[str, NodeTopology] | None) -> JobRecord:
+    state, state_flags = _state(raw.job_state, flog)
+    start = as_epoch(raw.start_time)
+    end = as_epoch(raw.end_time)
+    if state in _NOT_STARTED:
+        start = None  # the scheduler's expected start, not a fact
+    if state in _LIVE_STATES:
+        end = None  # start + time_limit: the expected end
+    array_job = as_int(raw.array_job_id) or None  # 0 = not an array
+    array_task = as_int(raw.array_task_id) if array_job is not None else None
+    het_job = as_int(raw.het_job_id) or None
+    nodes = _nodes(raw.nodes, flog)
+    tres = parse_tres_string(raw.tres_alloc_str)
+    cpus = as_int(raw.cpus)
+    node_count = as_int(raw.node_count)
+    gres_detail = raw.gres_detail if isinstance(raw.gres_detail, list) else []
+    resources = _res.ctld_resources(raw.job_resources, gres_detail, nodes, flog, topology)
+    gpus = _gpus_from_tres(tres)
+    if gpus is None:
+        gpus = _res.gpu_total(gres_detail)
+    if gpus is None and state not in _NOT_STARTED:
+        # Requested GPUs once the job runs; 23.02 writes "gres:gpu:8", 23.11+ "gres/gpu:1".
+        gpus = _gpus_requested(raw.tres_per_job, 1) or _gpus_requested(
+            raw.tres_per_node, node_count or len(nodes) or 1)
+    limit_raw = raw.time_limit
+    time_limit = as_int(limit_raw)
+    # ≤ 22.05: time_limit null = UNLIMITED; 23.02+: {"infinite": true}
+    unlimited = is_infinite(limit_raw) or (
+        limit_raw is None and (meta.plugin or "").startswith("openapi/v0.0.3"))
+    shared = _res.shared_mode(raw.shared, raw.exclusive, get(raw.job_resources, "nodes", "whole"))
+    return JobRecord(
+        source=_source(meta, "ctld"),
+        job_id=job_id,
+        slurm_version=meta.release,
+        data_parser=meta.data_parser,
+        cluster=_cluster(raw.cluster, meta, flog),
+        array_job_id=array_job,
+        array_task_id=array_task,
+        array_task_string=_name(raw.array_task_string),
+        het_job_id=het_job,
+        het_job_offset=as_int(raw.het_job_offset) if het_job is not None else None,
+        user=_name(raw.user_name),
+        user_id=as_int(raw.user_id),
+        group=_name(raw.group_name),
+        account=_name(raw.account),
+        partition=_name(raw.partition),
+        qos=_name(raw.qos),
+        name=_name(raw.name),
+        submit_time=as_epoch(raw.submit_time),
+        start_time=start,
+        end_time=end,
+        elapsed_s=(end - start) if start is not None and end is not None else None,
+        state=state,
+        state_flags=state_flags,
+        state_reason=_reason(raw.state_reason),
+        exit_code=parse_exit_code(raw.exit_code),
+        derived_exit_code=parse_exit_code(raw.derived_exit_code),
+        nodes=nodes,
+        node_count=node_count,
+        cpus=cpus,
+        gpus=gpus,
+        resources=resources,
+        tres_alloc=tres,
+        requested_memory_mb=_ctld_memory(raw, cpus, node_count, flog),
+        time_limit_min=None if unlimited else time_limit,
+        unlimited_time=unlimited,
+        shared=shared,
+        comment=_name(raw.comment),
+        work_dir=_name(raw.current_working_directory),
+        submit_line=_name(raw.submit_line),
+        sluid=_name(get(raw.step_id, "sluid")),  # 25.11+ (v0.0.44)
+        batch_host=_name(raw.batch_host),
+        flags=as_str_tuple(raw.flags),
+        warnings=flog.take(),
+    )
+
+
+def _db_job(raw: _RawJob, job_id: int, meta: SlurmMeta, flog: FieldLog) -> JobRecord:
+    state, state_flags = _state(get(raw.state, "current"), flog)
+    t = raw.time if isinstance(raw.time, Mapping) else {}
+    if not t:
+        flog.note("time", "missing")
+    # sacct time.* are plain ints in every release; 0 = not (yet) happened.
+    start = as_epoch(t.get("start"))
+    end = as_epoch(t.get("end"))
+    if state in _NOT_STARTED:
+        start = None
+    array_job = as_int(get(raw.array, "job_id")) or None
+    het_job = as_int(get(raw.het, "job_id")) or None
+    tres_alloc = _db_tres(get(raw.tres, "allocated"))
+    tres_req = _db_tres(get(raw.tres, "requested"))
+    limit_raw = t.get("limit")
+    unlimited = is_infinite(limit_raw)  # ≤ 22.05: raw 4294967295; 23.02+: struct
+    comment = raw.comment
+    job_comment = get(comment, "job") if isinstance(comment, Mapping) else comment
+    cpus = as_int(tres_alloc.get("cpu")) or as_int(get(raw.required, "CPUs"))
+    node_count = as_int(raw.allocation_nodes)
+    return JobRecord(
+        source=_source(meta, "db"),
+        job_id=job_id,
+        slurm_version=meta.release,
+        data_parser=meta.data_parser,
+        cluster=_cluster(raw.cluster, meta, flog),
+        array_job_id=array_job,
+        array_task_id=as_int(get(raw.array, "task_id")) if array_job is not None else None,
+        array_task_string=_name(get(raw.array, "task")),
+        het_job_id=het_job,
+        het_job_offset=as_int(get(raw.het, "job_offset")) if het_job is not None else None,
+        user=_name(raw.user),
+        group=_name(raw.group),
+        account=_name(raw.account),
+        partition=_name(raw.partition),
+        qos=_name(raw.qos),
+        name=_name(raw.name),
+        submit_time=as_epoch(t.get("submission")),
+        start_time=start,
+        end_time=end,
+        elapsed_s=as_int(t.get("elapsed")),
+        state=state,
+        state_flags=state_flags,
+        state_reason=_reason(get(raw.state, "reason")),
+        # ≤ 23.02 sacct reports SUCCESS/0 for every normal exit: kept as reported.
+        exit_code=parse_exit_code(raw.exit_code),
+        derived_exit_code=parse_exit_code(raw.derived_exit_code),
+        nodes=_nodes(raw.nodes, flog),
+        node_count=node_count,
+        cpus=cpus,
+        gpus=_gpus_from_tres(tres_alloc),
+        tres_alloc=tres_alloc,
+        requested_memory_mb=_db_memory(raw.required, tres_alloc, tres_req, cpus, node_count),
+        time_limit_min=None if unlimited else as_int(limit_raw),
+        unlimited_time=unlimited,
+        shared=_res.shared_mode(None, raw.exclusive, None, raw.oversubscribe),  # 26.05+
+        comment=_name(job_comment),
+        batch_script=_script(raw.script),  # 23.02+, only with -B and job_script stored
+        work_dir=_name(raw.working_directory),
+        submit_line=_name(raw.submit_line),
+        sluid=_name(raw.sluid),  # 26.05+ (v0.0.45)
+        flags=as_str_tuple(raw.flags),
+        warnings=flog.take(),
+    )
+
+
+def _script(value: Any) -> str | None:
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def _reason(value: Any) -> str | None:
+    text = _name(value)
+    return None if text == "None" else text
+
+
+# ------------------------------------------------------------------- exit codes
+
+
+def parse_exit_code(value: Any) -> ExitCode | None:
+    """Any of Slurm's four exit-code encodings → :class:`ExitCode` (or None).
+
+    * raw wait status int (squeue ≤ 22.05, 23.02.0-3) or NO_VAL struct holding it
+      (squeue 23.02.4+); 4294967295 while running → None;
+    * ``{"status": "SUCCESS", "return_code": 0, "signal": {"signal_id", "name"}}``
+      (sacct ≤ 23.02; note the SUCCESS/0 bug for normal exits);
+    * ``{"status": ["ERROR"], "return_code": NV, "signal": {"id": NV, "name"}}`` (23.11+).
+    """
+    if isinstance(value, Mapping) and ("status" in value or "return_code" in value):
+        signal = value.get("signal")
+        sig = as_int(get(signal, "id"))
+        if sig is None:
+            sig = as_int(get(signal, "signal_id"))
+        return ExitCode(
+            status=as_str(value.get("status")),
+            return_code=as_int(value.get("return_code")),
+            signal=sig or None,
+            signal_name=_name(get(signal, "name")),
+        )
+    raw = as_int(value)
+    if raw is None or raw < 0:
+        return None
+    signal_no = raw & 0x7F
+    if signal_no:
+        status = "CORE_DUMPED" if raw & 0x80 else "SIGNALED"
+        return ExitCode(status=status, return_code=None, signal=signal_no, raw=raw)
+    code = (raw >> 8) & 0xFF
+    return ExitCode(status="SUCCESS" if code == 0 else "ERROR", return_code=code, raw=raw)
+
+
+# ------------------------------------------------------------------ TRES / memory
+
+
+def parse_tres_string(value: Any) -> dict[str, str]:
+    """``"cpu=16,mem=120000M,node=1,gres/gpu=8"`` → ``{"cpu": "16", "mem": "120000M", …}``."""
+    text = as_str(value)
+    if not text:
+        return {}
+    out: dict[str, str] = {}
+    for item in text.split(","):
+        key, sep, val = item.partition("=")
+        if sep and key.strip():
+            out[key.strip()] = val.strip()
+    return out
+
+
+def _db_tres(items: Any) -> dict[str, str]:
+    """sacct ``tres.allocated[]`` (``{type, name, id, count}``) → the same dict shape."""
+    out: dict[str, str] = {}
+    for item in items if isinstance(items, list) else ():
+        if not isinstance(item, Mapping):
+            continue
+        kind = as_str(item.get("type"))
+        count = as_int(item.get("count"))
+        if kind is None or count is None or count < 0:  # energy -2 = not collected
+            continue
+        name = as_str(item.get("name"))  # ≤ 22.05 null, 23.02+ "" for non-gres
+        out[f"{kind}/{name}" if name else kind] = str(count)
+    return out
+
+
+_MEM_UNITS = {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024, "P": 1024 ** 3}
+
+
+def mem_to_mb(value: Any) -> int | None:
+    """``"120000M"``, ``"62.50G"``, ``"512"`` (MB) or an int → MB."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if value >= 0 else None
+    text = as_str(value)
+    if not text:
+        return None
+    unit = text[-1].upper()
+    factor = _MEM_UNITS.get(unit)
+    number = text[:-1] if factor is not None else text
+    try:
+        return round(float(number) * (factor if factor is not None else 1))
+    except ValueError:
+        return None
+
+
+def _gpus_from_tres(tres: Mapping[str, str]) -> int | None:
+    if "gres/gpu" in tres:
+        return as_int(tres["gres/gpu"])
+    typed = [as_int(v) for k, v in tres.items() if k.startswith("gres/gpu:")]
+    counts = [c for c in typed if c is not None]
+    return sum(counts) if counts else None
+
+
+def _gpus_requested(value: Any, multiplier: int) -> int | None:
+    """``"gres/gpu:8"`` (23.11+), ``"gres:gpu:8"`` (23.02), ``"gpu:h100:1"``; × multiplier."""
+    text = as_str(value)
+    if not text:
+        return None
+    total = 0
+    for item in text.split(","):
+        item = item.strip()
+        for prefix in ("gres/", "gres:"):
+            if item.startswith(prefix):
+                item = item[len(prefix):]
+        parts = item.split(":")
+        if parts[0] != "gpu":
+            continue
+        count = as_int(parts[-1]) if len(parts) > 1 else 1
+        total += count or 0
+    return total * multiplier if total else None
+
+
+def _ctld_memory(raw: _RawJob, cpus: int | None, node_count: int | None,
+                 flog: FieldLog) -> int | None:
+    # Allocated TRES once the job has an allocation, else the request: per-CPU memory
+    # × allocated CPUs overcounts with SMT (23.02 Jean Zay: 8 tasks, 16 CPUs).
+    for tres in (raw.tres_alloc_str, raw.tres_req_str):
+        mem = mem_to_mb(parse_tres_string(tres).get("mem"))
+        if mem:
+            return mem
+    per_node = as_int(raw.memory_per_node)
+    per_cpu = as_int(raw.memory_per_cpu)
+    if per_node and node_count:
+        return per_node * node_count
+    if per_cpu and cpus:
+        return per_cpu * cpus
+    flog.note("memory", "no TRES mem and no memory_per_node/_cpu")
+    return None
+
+
+_MEM_PER_CPU_FLAG = 1 << 63
+
+
+def _db_memory(required: Any, tres_alloc: Mapping[str, str], tres_req: Mapping[str, str],
+               cpus: int | None, node_count: int | None) -> int | None:
+    for tres in (tres_alloc, tres_req):
+        mem = as_int(tres.get("mem"))
+        if mem:
+            return mem
+    per_node = as_int(get(required, "memory_per_node"))  # 23.02.5+
+    per_cpu = as_int(get(required, "memory_per_cpu"))
+    if per_node and node_count:
+        return per_node * node_count
+    if per_cpu and cpus:
+        return per_cpu * cpus
+    legacy = as_int(get(required, "memory"))  # ≤ 23.02: MEM_PER_CPU flag in bit 63
+    if legacy is None or legacy == 0:
+        return None
+    if legacy < 0 or legacy & _MEM_PER_CPU_FLAG:
+        per_cpu = (legacy & (_MEM_PER_CPU_FLAG - 1)) if legacy > 0 else legacy + (1 << 63)
+        return per_cpu * cpus if cpus else None
+    return legacy * node_count if node_count else legacy
