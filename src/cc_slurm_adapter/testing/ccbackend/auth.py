@@ -45,10 +45,16 @@ def _b64url_encode(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
+_B64URL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
 def _b64url_decode(text: str) -> bytes:
-    # Go's RawURLEncoding: no padding allowed, URL alphabet only.
-    if "=" in text or any(c in text for c in "+/"):
-        raise ValueError("illegal base64 data")
+    """Go's RawURLEncoding: URL alphabet only, no padding; Go's error text."""
+    for i, ch in enumerate(text):
+        if ch not in _B64URL:
+            raise ValueError(f"illegal base64 data at input byte {i}")
+    if len(text) % 4 == 1:
+        raise ValueError(f"illegal base64 data at input byte {len(text) - 1}")
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
@@ -145,16 +151,8 @@ class TokenVerifier:
         parts = token.split(".")
         if len(parts) != 3:
             raise TokenError("token is malformed: token contains an invalid number of segments")
-        try:
-            header = json.loads(_b64url_decode(parts[0]))
-        except (ValueError, binascii.Error) as exc:
-            raise TokenError(f"token is malformed: could not base64/JSON decode header: {exc}"
-                             ) from None
-        try:
-            claims = json.loads(_b64url_decode(parts[1]))
-        except (ValueError, binascii.Error) as exc:
-            raise TokenError(f"token is malformed: could not base64/JSON decode claim: {exc}"
-                             ) from None
+        header = _decode_segment(parts[0], "header")
+        claims = _decode_segment(parts[1], "claim")
         if not isinstance(header, dict) or not isinstance(claims, dict):
             raise TokenError("token is malformed: could not JSON decode claim")
         alg = header.get("alg")
@@ -176,6 +174,18 @@ class TokenVerifier:
             exp=_number(claims.get("exp"), "exp"),
             nbf=_number(claims.get("nbf"), "nbf"),
         )
+
+
+def _decode_segment(segment: str, what: str) -> Any:
+    try:
+        raw = _b64url_decode(segment)
+    except (ValueError, binascii.Error) as exc:
+        raise TokenError(f"token is malformed: could not base64 decode {what}: {exc}"
+                         ) from None
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise TokenError(f"token is malformed: could not JSON decode {what}: {exc}") from None
 
 
 def _roles(value: Any) -> tuple[str, ...] | None:
