@@ -47,6 +47,7 @@ __all__ = [
     "detect_meta",
     "parse_exit_code",
     "parse_jobs",
+    "parse_nodes",
     "parse_tres_string",
 ]
 
@@ -638,3 +639,37 @@ def _db_memory(required: Any, tres_alloc: Mapping[str, str], tres_req: Mapping[s
         per_cpu = (legacy & (_MEM_PER_CPU_FLAG - 1)) if legacy > 0 else legacy + (1 << 63)
         return per_cpu * cpus if cpus else None
     return legacy * node_count if node_count else legacy
+
+
+# ------------------------------------------------------------------------ nodes
+
+
+def parse_nodes(data: bytes | str) -> dict[str, NodeTopology]:
+    """``scontrol show node --json`` (23.02+), ``sinfo --json`` (21.08/22.05: ``nodes[]``)
+    or slurmrestd ``/nodes`` → hostname → :class:`NodeTopology`."""
+    try:
+        doc = msgspec.json.decode(data)
+    except msgspec.DecodeError:
+        docs = _raw_documents(data.decode("utf-8", "replace") if isinstance(data, bytes)
+                              else data)
+        doc = docs[0] if docs else None
+    if not isinstance(doc, Mapping):
+        raise SlurmParseError("node listing is not a JSON object")
+    out: dict[str, NodeTopology] = {}
+    for node in doc.get("nodes") or ():
+        if not isinstance(node, Mapping):
+            continue
+        name = as_str(node.get("name")) or as_str(node.get("hostname"))
+        if not name:
+            continue
+        out[name] = NodeTopology(
+            hostname=name,
+            sockets=as_int(node.get("sockets")),
+            cores_per_socket=as_int(node.get("cores")),
+            threads_per_core=as_int(node.get("threads")),
+            cpus=as_int(node.get("cpus")),
+            memory_mb=as_int(node.get("real_memory")),
+            gres=as_str(node.get("gres")),
+            state=tuple(s.upper() for s in as_str_tuple(node.get("state"))),
+        )
+    return out
