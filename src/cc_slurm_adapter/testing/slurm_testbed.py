@@ -450,10 +450,21 @@ class SlurmTestbed:
         doc: dict[str, Any] = json.loads(self.run("sacct", "--json", "-j", str(job_id)).stdout)
         return doc
 
-    def wait_sacct(self, job_id: int, timeout: float = 60, *, final: bool = True) -> dict[str, Any]:
+    def wait_sacct(
+        self,
+        job_id: int,
+        timeout: float = 60,
+        *,
+        final: bool = True,
+        name: str | None = None,
+    ) -> dict[str, Any]:
         """Wait until ``sacct --json -j ID`` has the job (in a final state, by default).
 
-        For an array job every task must be final. Returns the whole parsed document.
+        For an array job every task must be final. With ``name``, also wait until the
+        record carries that job name: slurmdbd can create a placeholder record (name
+        ``allocation``, incomplete node list) when a job's end reaches it before its
+        start, and fixes it a moment later (seen on 22.05 right after a fresh start).
+        Returns the whole parsed document.
         """
         deadline = time.monotonic() + timeout
         last = "no record"
@@ -462,8 +473,10 @@ class SlurmTestbed:
             job = find_sacct_job(doc, job_id)
             if job is not None:
                 states = [sacct_state(j) for j in doc.get("jobs", [])]
-                last = ",".join(states)
-                if not final or all(s in FINAL_STATES for s in states):
+                last = f"{','.join(states)} name={job.get('name')!r}"
+                if (not final or all(s in FINAL_STATES for s in states)) and (
+                    name is None or job.get("name") == name
+                ):
                     return doc
             time.sleep(0.25)
         raise TestbedError(

@@ -1,0 +1,156 @@
+"""Live Slurm for the integration tests: the ``slurm_cluster`` fixture.
+
+``slurm_cluster`` is session-scoped and parametrised over the releases in
+$CCSA_SLURM_RELEASES (default ``22.05,24.11,26.05``). At its first use it brings up *all*
+selected releases in parallel (each has its own ports), waits for the one a test needs,
+and takes down at session end the clusters it started (the chroots stay).
+
+When a cluster cannot be started (not root, packages missing, a failed start) its tests
+are skipped with the reason, unless CI=true/1 or CCSA_REQUIRE_SLURM=1: then they fail
+loudly with the log tail. CCSA_SLURM_FRESH=1 wipes each cluster's state first;
+CCSA_SLURM_KEEP=1 leaves the clusters running at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import pytest
+
+from cc_slurm_adapter.testing.slurm_testbed import SlurmTestbed, TestbedError, selected_releases
+
+RELEASES = selected_releases()
+
+
+def _require_slurm() -> bool:
+    return (
+        os.environ.get("CI", "").lower() in ("true", "1")
+        or os.environ.get("CCSA_REQUIRE_SLURM") == "1"
+    )
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "") in ("1", "true", "yes")
+
+
+class _Clusters:
+    """Starts every selected release once, in parallel, and stops what it started."""
+
+    def __init__(self, releases: list[str]) -> None:
+        self.releases = releases
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        self._futures: dict[str, Future[SlurmTestbed]] = {}
+        self._started: list[SlurmTestbed] = []
+        self.versions: dict[str, str] = {}
+        self.timings: dict[str, float] = {}
+        self.problems: dict[str, str] = {}
+
+    def _start(self, tb: SlurmTestbed) -> SlurmTestbed:
+        t0 = time.monotonic()
+        reason = tb.unavailable_reason()
+        if reason is not None:
+            raise TestbedError(reason)
+        was_up = tb.is_up()
+        fresh = _flag("CCSA_SLURM_FRESH")
+        tb.up(fresh=fresh)
+        if fresh or not was_up:
+            with self._lock:
+                self._started.append(tb)
+        self.versions[tb.release] = tb.version
+        self.timings[tb.release] = time.monotonic() - t0
+        return tb
+
+    def start_all(self) -> None:
+        with self._lock:
+            if self._pool is not None:
+                return
+            self._pool = ThreadPoolExecutor(
+                max_workers=max(1, len(self.releases)), thread_name_prefix="slurm-up"
+            )
+            for release in self.releases:
+                self._futures[release] = self._pool.submit(self._start, SlurmTestbed(release))
+
+    def get(self, release: str) -> SlurmTestbed:
+        self.start_all()
+        try:
+            return self._futures[release].result()
+        except Exception as exc:  # a start failure skips (or fails) every test of it
+            self.problems[release] = str(exc).splitlines()[0]
+            message = f"Slurm {release} testbed could not be started: {exc}"
+            if _require_slurm():
+                pytest.fail(message, pytrace=False)
+            pytest.skip(message.splitlines()[0])
+
+    def stop(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+        if _flag("CCSA_SLURM_KEEP"):
+            return
+        errors: list[str] = []
+
+        def down(tb: SlurmTestbed) -> None:
+            try:
+                tb.down()
+            except TestbedError as exc:
+                errors.append(str(exc))
+
+        threads = [threading.Thread(target=down, args=(tb,)) for tb in self._started]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise TestbedError("; ".join(errors))
+
+
+_CLUSTERS = _Clusters(RELEASES)
+
+
+@pytest.fixture(scope="session")
+def _slurm_clusters() -> Iterator[_Clusters]:
+    yield _CLUSTERS
+    _CLUSTERS.stop()
+
+
+@pytest.fixture(scope="session", params=RELEASES, ids=[f"slurm-{r}" for r in RELEASES])
+def slurm_cluster(request: pytest.FixtureRequest, _slurm_clusters: _Clusters) -> SlurmTestbed:
+    """A running testbed cluster of one Slurm release (see the module docstring)."""
+    release: str = request.param
+    return _slurm_clusters.get(release)
+
+
+@pytest.fixture(autouse=True)
+def _record_slurm_version(
+    request: pytest.FixtureRequest, record_property: Callable[[str, object], None]
+) -> None:
+    """Put the Slurm release and exact version into the test report (junit properties)."""
+    if "slurm_cluster" not in request.fixturenames:
+        return
+    tb: SlurmTestbed = request.getfixturevalue("slurm_cluster")
+    record_property("slurm_release", tb.release)
+    record_property("slurm_version", tb.version)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "slurm_cluster" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slurm)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not (_CLUSTERS.versions or _CLUSTERS.problems):
+        return
+    terminalreporter.section("live Slurm testbeds")
+    for release in _CLUSTERS.releases:
+        if release in _CLUSTERS.versions:
+            terminalreporter.write_line(
+                f"Slurm {release}: ran against {_CLUSTERS.versions[release]} "
+                f"(ready after {_CLUSTERS.timings[release]:.1f}s)"
+            )
+        elif release in _CLUSTERS.problems:
+            terminalreporter.write_line(f"Slurm {release}: NOT RUN: {_CLUSTERS.problems[release]}")
