@@ -23,6 +23,7 @@ SLURM_JSON = FIXTURES / "slurm-json"
 
 # gpuPciAddrs of the test site: every GPU host of the test clusters (NVML order).
 GPU_PCI: dict[str, tuple[str, ...]] = {
+    r"^node\d+$": ("00000000:01:00.0", "00000000:02:00.0"),  # the stand-in's testcluster
     r"^gpu\d+$": tuple(f"00000000:{0x10 + i:02x}:00.0" for i in range(4)),
     r"^ia\d+$": tuple(f"00000000:{0x10 + i:02x}:00.0" for i in range(6)),
 }
@@ -85,6 +86,12 @@ class Api:
 
     def stop(self, payload: dict[str, Any]) -> httpx.Response:
         return self.client.post("/api/jobs/stop_job/", content=json.dumps(payload))
+
+    def reset(self) -> None:
+        """Forget every stored job (so job ids can be reused)."""
+        app = self.standin.app
+        assert app is not None
+        app.store.clear()
 
     def rows(self, job_id: int, cluster: str) -> list[Any]:
         return [r for r in self.standin.jobs() if r.job_id == job_id and r.cluster == cluster]

@@ -128,7 +128,7 @@ def test_ignore_hosts_drops_nodes_and_adjusts_counts(profile: str,
     assert mapped.start is not None
     assert mapped.start["numNodes"] == 1
     assert mapped.start["resources"] == [{"hostname": "node2", "hwthreads": [0, 1],
-                                          "accelerators": ["1"]}]
+                                          "accelerators": ["00000000:02:00.0"]}]
     assert mapped.start["numHwthreads"] == 2 and mapped.start["numAcc"] == 1
     assert any("ignoreHosts" in w for w in mapped.warnings)
     roundtrip(apis[profile], mapped)
@@ -260,8 +260,8 @@ def test_stop_payload_uses_the_start_time_that_was_sent() -> None:
 
 
 def test_gpu_fallback_logged_once_per_host(caplog: pytest.LogCaptureFixture) -> None:
-    res = (NodeResources(hostname="node2", gpus=(GpuAlloc(index=1),)),)
-    rec = record(nodes=("node2",), resources=res, gpus=1)
+    res = (NodeResources(hostname="smt1", gpus=(GpuAlloc(index=1),)),)
+    rec = record(nodes=("smt1",), resources=res, gpus=1)
     with caplog.at_level(logging.INFO, logger="cc_slurm_adapter.mapping"):
         for _ in range(3):
             mapped = map_job(rec, make_site())
