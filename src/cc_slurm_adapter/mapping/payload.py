@@ -13,6 +13,9 @@ Decisions
   404/422). The job is reported as skipped with the reason "never started".
 * **ignoreHosts**: matching hosts are dropped from ``resources``, ``numNodes``,
   ``numHwthreads`` and ``numAcc`` follow; a job with no host left is skipped.
+* **Unknown to cc-backend**: with a topology (``Site.topology``), a job whose cluster
+  is not there, or whose first host is in no sub-cluster, is skipped with the reason
+  (cc-backend would answer 400, §10). Without a topology the payload is sent.
 * **Start and stop agree**: the stop carries the same ``startTime`` as the start,
   so cc-backend stops exactly that run even when job ids repeat (§5.1).
 * **stopTime ≥ startTime** always: a missing end uses start + elapsed, an end before
@@ -53,6 +56,9 @@ _SHARED: dict[str | None, str] = {
     "oversubscribe": "multi_user",
     None: "multi_user",  # partition default / unknown: upstream's choice
 }
+
+
+_INT32_MAX = 2**31 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +202,16 @@ class _Builder:
             self.warnings.append(f"{dropped} host(s) left out (ignoreHosts)")
         if self.cluster is None:
             return self.skip("no cluster name (Slurm gave none; use --cluster)")
+        topo = self.site.topology
+        if topo is not None and self.site.check_hosts:
+            # cc-backend answers 400 for these (§10); a known topology lets us say why.
+            if self.cluster not in topo.clusters:
+                return self.skip(f"cluster {self.cluster!r} is not in cc-backend's "
+                                 "cluster config")
+            first = nodes[0].hostname
+            if topo.for_host(self.cluster, first) is None:
+                return self.skip(f"host {first} is in no sub-cluster of {self.cluster} "
+                                 "in cc-backend's cluster config")
         user = record.user or (str(record.user_id) if record.user_id is not None else None)
         if not user:
             return self.skip("no user name")
@@ -225,6 +241,9 @@ class _Builder:
             job["numAcc"] = n_acc
         elif not dropped and record.gpus and not any(n.gpus for n in nodes):
             job["numAcc"] = record.gpus
+        for key in ("numHwthreads", "numAcc"):
+            if key in job and not 0 <= job[key] <= _INT32_MAX:  # int32 on the server
+                self.warnings.append(f"{key} {job.pop(key)} is out of range; left out")
         shared = shared_value(record)
         if profile.sharing_key is SharingKey.SHARED:
             job["shared"] = shared

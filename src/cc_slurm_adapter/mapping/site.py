@@ -80,6 +80,9 @@ class Site:
     """Cluster name for the payloads; None = the name Slurm reports."""
     send_tags: bool = False
     """ccRestSendTags: add tags to start_job (cc-backend 1.5 then skips its job cache)."""
+    check_hosts: bool = True
+    """With a topology: skip jobs whose cluster or first host cc-backend does not know
+    (it would answer 400, contract §10)."""
 
     @classmethod
     def from_config(cls, config: SiteConfig, *, topology: Topology | None = None,

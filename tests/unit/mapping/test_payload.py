@@ -268,3 +268,20 @@ def test_gpu_fallback_logged_once_per_host(caplog: pytest.LogCaptureFixture) -> 
     assert mapped.start is not None
     assert mapped.start["resources"][0]["accelerators"] == ["1"]
     assert sum("gpuPciAddrs" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_host_unknown_to_ccbackend_is_a_skip_with_topology_only() -> None:
+    rec = record(nodes=("stranger1",))
+    mapped = map_job(rec, make_site())
+    assert mapped.skip_reason == ("host stranger1 is in no sub-cluster of testcluster "
+                                  "in cc-backend's cluster config")
+    assert map_job(record(cluster="nowhere"), make_site()).skip_reason == (
+        "cluster 'nowhere' is not in cc-backend's cluster config")
+    assert map_job(rec, make_site(topology=False)).start is not None
+    assert map_job(rec, make_site(check_hosts=False)).start is not None
+
+
+def test_counts_out_of_int32_are_left_out() -> None:
+    mapped = map_job(record(cpus=2**31), make_site())
+    assert mapped.start is not None and "numHwthreads" not in mapped.start
+    assert any("numHwthreads" in w for w in mapped.warnings)
