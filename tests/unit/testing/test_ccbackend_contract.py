@@ -235,6 +235,10 @@ CASES: list[Case] = [
          {**STOP_OK, "jobState": "node_fail"}, 400,
          err(BAD_REQ, 'jobId 100 (id 1) on testcluster : invalid requested job state: '
                       '"node_fail"'), setup=[("POST", START, minimal_start())]),
+    Case("v1.3-stop-state-node-fail", "v1.3", "POST", STOP,
+         {**STOP_OK, "jobState": "node_fail"}, 400,
+         err(BAD_REQ, 'invalid job state: "node_fail"'),
+         setup=[("POST", START, minimal_start())]),
     Case("v1.5-stop-state-node-fail-ok", "v1.5", "POST", STOP,
          {**STOP_OK, "jobState": "node_fail"}, 200, None,
          setup=[("POST", START, minimal_start())]),

@@ -318,8 +318,10 @@ class StandInApp:
                                    f"startTime {row.start_time}"), "rejected", info
         state = body.get("jobState") or p.stop.default_state
         if state not in p.stop_states:
-            return _error(400, f'{prefix}invalid requested job state: "{state}"'), \
-                "rejected", info
+            # v1.3 has no "jobId … on …" prefix and a shorter text (Go's %#v quoting).
+            text = (f'invalid job state: "{state}"' if p.stop.combined_check
+                    else f'{prefix}invalid requested job state: "{state}"')
+            return _error(400, text), "rejected", info
         try:
             row = self.store.stop(row, state=state, stop_time=stop_time)
         except StoreFailure as exc:
