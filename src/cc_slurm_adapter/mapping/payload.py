@@ -302,8 +302,7 @@ def map_job(record: JobRecord, site: Site) -> MappedJob:
     cluster = site.cluster or record.cluster or None
     builder = _Builder(record, site, cluster)
     if not _started(record):
-        ended = map_state(record.state, record.state_flags, site.profile).state is not None
-        if ended or record.end_time:
+        if map_state(record.state, record.state_flags, site.profile).state is not None:
             return builder.skip(f"never started ({record.state.lower()} before it ran): "
                                 "nothing is sent")
         return MappedJob(record.job_id, cluster, None, None)
