@@ -171,3 +171,13 @@ umount_chroot() {
         fi
     done
 }
+
+# tb_op_lock: serialise up.sh/down.sh of one release (fd 8; never inherited by daemons:
+# up.sh closes it for the inner script). A nested call (up.sh --fresh -> down.sh) passes.
+tb_op_lock() {
+    [[ ${TB_OP_LOCK_HELD:-} == "$TB_RELEASE" ]] && return 0
+    mkdir -p "$TB_BASE"
+    exec 8>"$TB_BASE/$TB_RELEASE.op.lock"
+    flock -w 600 8 || tb_die "another up.sh/down.sh of $TB_RELEASE has been running for 10 minutes"
+    export TB_OP_LOCK_HELD=$TB_RELEASE
+}

@@ -23,6 +23,7 @@ for a in "$@"; do
     esac
 done
 [[ $(id -u) -eq 0 ]] || tb_die "down.sh must run as root"
+tb_op_lock
 
 RUN=$TB_STATE/run
 T0=$SECONDS

@@ -28,6 +28,7 @@ else
         command -v "$b" >/dev/null || tb_die "$b is missing: run testbed/install.sh $TB_RELEASE"
     done
 fi
+tb_op_lock
 ((FRESH)) && "$HERE/down.sh" "$TB_RELEASE" --purge
 
 T0=$SECONDS
@@ -74,7 +75,7 @@ in_root TB_RELEASE="$TB_RELEASE" TB_STATE_IN="$TB_STATE_IN" TB_HOST="$(uname -n 
     TB_USER="$TB_USER" TB_USER_UID="$USER_UID" TB_USER_GID="$USER_GID" \
     TB_PARTITION="$TB_PARTITION" TB_MIN_JOB_AGE="$TB_MIN_JOB_AGE" TB_GPU_TYPE="$TB_GPU_TYPE" \
     TB_PREP_IN="$PREP_IN" TB_WAIT="$TB_WAIT" TB_DB_PASS="$TB_DB_PASS" TB_MYSQL_POOL="$TB_MYSQL_POOL" \
-    bash "$INNER"
+    bash "$INNER" 8>&-
 
 # ------------------------------------------------------------------ client wrappers
 # <release>/bin/<cmd> runs the release's own client with its SLURM_CONF; set

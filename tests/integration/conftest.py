@@ -3,7 +3,8 @@
 ``slurm_cluster`` is session-scoped and parametrised over the releases in
 $CCSA_SLURM_RELEASES (default ``22.05,24.11,26.05``). At its first use it brings up *all*
 selected releases in parallel (each has its own ports), waits for the one a test needs,
-and takes down at session end the clusters it started (the chroots stay).
+and takes down at session end the clusters that test sessions started (the chroots stay;
+with concurrent sessions on one machine the last one to finish does it).
 
 When a cluster cannot be started (not root, packages missing, a failed start) its tests
 are skipped with the reason, unless CI=true/1 or CCSA_REQUIRE_SLURM=1: then they fail
@@ -18,10 +19,16 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
-from cc_slurm_adapter.testing.slurm_testbed import SlurmTestbed, TestbedError, selected_releases
+from cc_slurm_adapter.testing.slurm_testbed import (
+    SessionLock,
+    SlurmTestbed,
+    TestbedError,
+    selected_releases,
+)
 
 RELEASES = selected_releases()
 
@@ -38,29 +45,45 @@ def _flag(name: str) -> bool:
 
 
 class _Clusters:
-    """Starts every selected release once, in parallel, and stops what it started."""
+    """Starts every selected release once, in parallel, and stops what it started.
+
+    Several pytest sessions (other engineers, CI jobs) may share a machine: each holds the
+    release's SessionLock shared while it runs. A marker file says a test session started
+    the cluster; whichever session ends last (gets the lock exclusively) takes it down.
+    Clusters started by hand (testbed/up.sh) are left running.
+    """
 
     def __init__(self, releases: list[str]) -> None:
         self.releases = releases
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
         self._futures: dict[str, Future[SlurmTestbed]] = {}
-        self._started: list[SlurmTestbed] = []
+        self._held: list[tuple[SlurmTestbed, SessionLock]] = []
         self.versions: dict[str, str] = {}
         self.timings: dict[str, float] = {}
         self.problems: dict[str, str] = {}
+
+    @staticmethod
+    def _marker(tb: SlurmTestbed) -> Path:
+        return tb.base_dir / f"{tb.release}.started-by-tests"
 
     def _start(self, tb: SlurmTestbed) -> SlurmTestbed:
         t0 = time.monotonic()
         reason = tb.unavailable_reason()
         if reason is not None:
             raise TestbedError(reason)
-        was_up = tb.is_up()
+        lock = tb.session_lock()
+        lock.acquire(exclusive=False)
+        with self._lock:
+            self._held.append((tb, lock))
         fresh = _flag("CCSA_SLURM_FRESH")
+        if fresh and not lock.try_exclusive():
+            fresh = False  # another session uses this cluster right now: keep its state
+        was_up = tb.is_up()
         tb.up(fresh=fresh)
         if fresh or not was_up:
-            with self._lock:
-                self._started.append(tb)
+            self._marker(tb).touch()
+        lock.acquire(exclusive=False)  # back to shared after a fresh start
         self.versions[tb.release] = tb.version
         self.timings[tb.release] = time.monotonic() - t0
         return tb
@@ -89,17 +112,20 @@ class _Clusters:
     def stop(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
-        if _flag("CCSA_SLURM_KEEP"):
-            return
         errors: list[str] = []
 
-        def down(tb: SlurmTestbed) -> None:
+        def down(tb: SlurmTestbed, lock: SessionLock) -> None:
             try:
-                tb.down()
+                marker = self._marker(tb)
+                if not _flag("CCSA_SLURM_KEEP") and lock.try_exclusive() and marker.exists():
+                    tb.down()
+                    marker.unlink(missing_ok=True)
             except TestbedError as exc:
                 errors.append(str(exc))
+            finally:
+                lock.release()
 
-        threads = [threading.Thread(target=down, args=(tb,)) for tb in self._started]
+        threads = [threading.Thread(target=down, args=held) for held in self._held]
         for t in threads:
             t.start()
         for t in threads:

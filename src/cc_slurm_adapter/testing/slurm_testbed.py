@@ -18,6 +18,7 @@ the wrappers. Used by tests, benchmarks and the demo; product code never imports
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -30,6 +31,7 @@ from typing import Any
 __all__ = [
     "FINAL_STATES",
     "RELEASES",
+    "SessionLock",
     "SlurmTestbed",
     "TestbedError",
     "find_sacct_job",
@@ -147,6 +149,51 @@ def _tail(path: Path, lines: int) -> str:
     return "\n".join(text[-lines:])
 
 
+class SessionLock:
+    """``flock`` on ``<base>/<release>.lock``, shared between concurrent users of a cluster.
+
+    Test sessions hold it shared for as long as they use the cluster; whoever wants to
+    wipe or stop it (fixture recording, the last test session) needs it exclusively.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self, *, exclusive: bool = False, timeout: float = 900) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(self._fd, mode | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TestbedError(
+                        f"{self.path} is locked by another user of this cluster "
+                        f"for more than {timeout:.0f}s"
+                    ) from None
+                time.sleep(0.5)
+
+    def try_exclusive(self) -> bool:
+        """Upgrade to an exclusive lock if nobody else holds the lock (never blocks)."""
+        if self._fd is None:
+            return False
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
 class SlurmTestbed:
     """One release's testbed cluster: install, bring up, query, take down."""
 
@@ -252,6 +299,15 @@ class SlurmTestbed:
         env["SLURM_TESTBED_RELEASE"] = self.release
         env.pop("SLURM_TESTBED_AS_USER", None)
         return env
+
+    @property
+    def base_dir(self) -> Path:
+        """Where all releases keep their files ($CCSA_TESTBED_BASE)."""
+        return self.dir.parent
+
+    def session_lock(self) -> SessionLock:
+        """The lock that coordinates concurrent users of this release's cluster."""
+        return SessionLock(self.base_dir / f"{self.release}.lock")
 
     # ------------------------------------------------------------------ lifecycle
     def unavailable_reason(self) -> str | None:
