@@ -32,7 +32,7 @@ __all__ = ["GresEntry", "gpu_count_from_detail", "gpus_from_detail", "parse_gres
 # head = name[:type][:count]; then one or more "(…)" groups.
 _ENTRY = re.compile(r"\s*([^,()]+?)\s*((?:\([^()]*\))+)")
 _GROUP = re.compile(r"\(([^()]*)\)")
-_SHARE = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
+_SHARE = re.compile(r"^\s*([0-9]+)\s*/\s*([0-9]+)\s*$")
 _GPU_KINDS = frozenset({"gpu"})
 _SHARED_KINDS = frozenset({"shard", "mps"})
 
@@ -54,7 +54,7 @@ def _split_head(head: str) -> tuple[str, str | None, int | None]:
     name = parts[0].strip()
     count: int | None = None
     rest = parts[1:]
-    if rest and rest[-1].strip().isdigit():
+    if rest and rest[-1].strip().isascii() and rest[-1].strip().isdigit():
         count = int(rest[-1])
         rest = rest[:-1]
     gtype = ":".join(p.strip() for p in rest).strip() or None
@@ -90,7 +90,7 @@ def parse_gres_detail(text: str) -> tuple[GresEntry, ...] | None:
                 if idx.upper() not in ("N/A", "NA"):
                     indices = parse_index_list(idx)
             elif body.startswith("CNT:"):
-                if count is None and body[4:].strip().isdigit():
+                if count is None and body[4:].strip().isascii() and body[4:].strip().isdigit():
                     count = int(body[4:])
             elif "/" in body:
                 for item in body.split(","):

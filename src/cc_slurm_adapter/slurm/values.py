@@ -271,7 +271,9 @@ def parse_index_list(text: str) -> tuple[int, ...] | None:
         if not part:
             return None
         lo_s, sep, hi_s = part.partition("-")
-        if not lo_s.isdigit() or (sep and not hi_s.isdigit()):
+        # isascii(): str.isdigit() also accepts "¹" and other non-ASCII digits
+        if not (lo_s.isascii() and lo_s.isdigit()) or (
+                sep and not (hi_s.isascii() and hi_s.isdigit())):
             return None
         lo = int(lo_s)
         hi = int(hi_s) if sep else lo
