@@ -100,10 +100,13 @@ def slurm_info(record: JobRecord) -> str:
         return "(null)" if value is None or value == "" else str(value)
 
     user = v(record.user) + (f"({record.user_id})" if record.user_id is not None else "")
-    try:
-        nodelist = hostlist.collect_hostlist(list(record.nodes)) if record.nodes else "(null)"
-    except Exception:  # python-hostlist raises plain errors on odd names
-        nodelist = ",".join(record.nodes)
+    if len(record.nodes) <= 1:
+        nodelist = record.nodes[0] if record.nodes else "(null)"
+    else:
+        try:
+            nodelist = hostlist.collect_hostlist(list(record.nodes))
+        except Exception:  # python-hostlist raises plain errors on odd names
+            nodelist = ",".join(record.nodes)
     lines = [
         f"JobId={record.job_id} JobName={v(record.name)}",
         f"   UserId={user} GroupId={v(record.group)}",

@@ -46,15 +46,19 @@ def gpu_lookup(hostname: str) -> tuple[str, ...] | None:
     return None
 
 
+TESTBED_TOPOLOGY = MAPPING / "testbed" / "testcluster.cluster.json"
+
+
 def make_site(profile: str = "v1.5", *, ignore: str | None = None, topology: bool = True,
-              gpus: bool = True, **kw: Any) -> Site:
+              gpus: bool = True, testbed: bool = False, **kw: Any) -> Site:
     import re
 
     ignored = re.compile(ignore) if ignore else None
     return Site(profile=PROFILES[profile],
                 gpu_pci_addresses=gpu_lookup if gpus else (lambda _h: None),
                 is_ignored_host=(lambda h: bool(ignored and ignored.search(h))),
-                topology=load_topology() if topology else None, **kw)
+                topology=(Topology.from_json(json.loads(TESTBED_TOPOLOGY.read_text()))
+                          if testbed else load_topology() if topology else None), **kw)
 
 
 @pytest.fixture(autouse=True)

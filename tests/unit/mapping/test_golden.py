@@ -1,4 +1,4 @@
-"""Golden payloads for real Slurm output (17+ jobs, Slurm 21.08 → 26.05).
+"""Golden payloads for real Slurm output (25 jobs, Slurm 21.08 → 26.05).
 
 ``tests/fixtures/mapping/golden.json`` holds the v1.5 payloads, checked by hand
 against the Slurm JSON and the rules in ``mapping`` (slurmInfo is masked; its text is
@@ -71,16 +71,18 @@ def test_golden_covers_the_issue_cases() -> None:
     assert len(GOLDEN) >= 12
     names = set(CASES)
     assert {"gpu-multi-node-pci", "gpu-multi-types-smt", "gpu-multi-node-ignore-hosts",
-            "array-task-requeued", "never-started-cancelled", "pending"} <= names
+            "array-task-requeued", "never-started-cancelled", "pending",
+            "testbed-26.05-timeout-smt", "testbed-26.05-cancelled-running-zero-length"} <= names
     states = {c["stop_job"]["jobState"] for c in GOLDEN if c["stop_job"]}
-    assert {"timeout", "failed", "completed", "preempted"} <= states
+    assert {"timeout", "failed", "completed", "preempted", "cancelled"} <= states
 
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_golden_v15(name: str, shared_or_none: Path | None) -> None:
     case = CASES[name]
     record = _record(case, shared_or_none)
-    mapped = map_job(record, make_site("v1.5", ignore=case.get("ignoreHosts")))
+    mapped = map_job(record, make_site("v1.5", ignore=case.get("ignoreHosts"),
+                                        testbed=case.get("testbed", False)))
     assert _masked(mapped.start) == case["start_job"]
     assert mapped.stop == case["stop_job"]
     assert list(mapped.warnings) == case["warnings"]
@@ -96,7 +98,8 @@ def test_golden_accepted_by_standin(name: str, profile: str, apis: dict[str, Api
                                     shared_or_none: Path | None) -> None:
     case = CASES[name]
     record = _record(case, shared_or_none)
-    mapped = map_job(record, make_site(profile, ignore=case.get("ignoreHosts")))
+    mapped = map_job(record, make_site(profile, ignore=case.get("ignoreHosts"),
+                                         testbed=case.get("testbed", False)))
     if case["start_job"] is None:
         assert mapped.start is None and mapped.stop is None
         return
