@@ -121,15 +121,16 @@ def test_ignore_hosts_drops_nodes_and_adjusts_counts(profile: str,
                                                     apis: dict[str, Api]) -> None:
     res = (NodeResources(hostname="node1", cores=((0, 0),), sockets=1, cores_per_socket=2,
                          gpus=(GpuAlloc(index=0),)),
-           NodeResources(hostname="node2", cores=((0, 0), (0, 1)), sockets=1,
-                         cores_per_socket=2, gpus=(GpuAlloc(index=1),)))
+           # node2 is the testbed's SMT node: 2 sockets x 2 cores x 2 threads.
+           NodeResources(hostname="node2", cores=((0, 0), (0, 1)), sockets=2,
+                         cores_per_socket=2, threads_per_core=2, gpus=(GpuAlloc(index=1),)))
     rec = record(nodes=("node1", "node2"), node_count=2, cpus=3, gpus=2, resources=res)
     mapped = map_job(rec, make_site(profile, ignore=r"^node1$"))
     assert mapped.start is not None
     assert mapped.start["numNodes"] == 1
-    assert mapped.start["resources"] == [{"hostname": "node2", "hwthreads": [0, 1],
+    assert mapped.start["resources"] == [{"hostname": "node2", "hwthreads": [0, 1, 4, 5],
                                           "accelerators": ["00000000:02:00.0"]}]
-    assert mapped.start["numHwthreads"] == 2 and mapped.start["numAcc"] == 1
+    assert mapped.start["numHwthreads"] == 4 and mapped.start["numAcc"] == 1
     assert any("ignoreHosts" in w for w in mapped.warnings)
     roundtrip(apis[profile], mapped)
 
