@@ -116,7 +116,9 @@ proc_running() {
 pid_alive() {
     local f=$1 comm=$2 pid
     [[ -s $f ]] || return 1
-    pid=$(tr -dc '0-9' <"$f")
+    # first line only: 24.11's slurmctld rewrites its pid file on `scontrol reconfigure`
+    # without truncating it ("695\n6\n" after "32206\n")
+    pid=$(head -n 1 "$f" | tr -dc '0-9')
     [[ -n $pid ]] || return 1
     proc_running "$pid" || return 1
     [[ $(cat "/proc/$pid/comm" 2>/dev/null) == "$comm"* ]] || return 1

@@ -39,7 +39,9 @@ proc_running() {
 pid_alive() {
     local f=$1 comm=$2 pid
     [[ -s $f ]] || return 1
-    pid=$(tr -dc '0-9' <"$f")
+    # first line only: 24.11's slurmctld rewrites its pid file on `scontrol reconfigure`
+    # without truncating it ("695\n6\n" after "32206\n")
+    pid=$(head -n 1 "$f" | tr -dc '0-9')
     [[ -n $pid ]] && proc_running "$pid" || return 1
     [[ $(cat "/proc/$pid/comm" 2>/dev/null) == "$comm"* ]] || return 1
     echo "$pid"
@@ -304,6 +306,10 @@ if pid_alive "$RUN/slurmctld.pid" slurmctld >/dev/null; then
         log "slurm.conf changed: scontrol reconfigure"
         scontrol reconfigure || log "WARNING: scontrol reconfigure failed"
     fi
+elif scontrol ping 2>/dev/null | grep -q UP; then
+    # never start a second controller on our port (it would overwrite the pid file, fail to
+    # bind and die); down.sh still finds this one (chroot: by its root directory)
+    log "WARNING: a slurmctld answers on port $TB_CTLD_PORT but $RUN/slurmctld.pid does not name it"
 else
     log "starting slurmctld on 127.0.0.1:$TB_CTLD_PORT"
     slurmctld </dev/null >>"$LOG/slurmctld.stdout" 2>&1 || { tail_log "$LOG/slurmctld.log"; die "slurmctld failed to start"; }
@@ -312,6 +318,16 @@ wait_for "$TB_WAIT" slurmctld bash -c 'scontrol ping | grep -q UP' ||
     { tail_log "$LOG/slurmctld.log"; die "slurmctld is not answering"; }
 
 # ------------------------------------------------------------------ slurmd per fake node
+all_slurmds_alive() {
+    local n
+    for n in "${NODES[@]}"; do pid_alive "$RUN/slurmd.$n.pid" slurmd >/dev/null || return 1; done
+}
+if ((CONF_CHANGED)); then
+    # from 24.11 a reconfigure re-executes slurmctld and every slurmd (new pids): let them
+    # settle instead of starting a second slurmd for a node that is just restarting
+    sleep 1
+    wait_for 15 "slurmds after reconfigure" all_slurmds_alive || true
+fi
 for n in "${NODES[@]}"; do
     if pid_alive "$RUN/slurmd.$n.pid" slurmd >/dev/null; then
         log "slurmd $n already running"

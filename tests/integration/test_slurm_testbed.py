@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -121,3 +123,36 @@ def test_prolog_epilog_hook_slot(slurm_cluster: SlurmTestbed) -> None:
             break
         time.sleep(0.3)
     assert all(w in text for w in wanted), text[-2000:]
+
+
+HOOK = Path(__file__).resolve().parent / "hooks" / "record_context.py"
+
+
+def test_custom_prep_hook_from_checkout(slurm_cluster: SlurmTestbed) -> None:
+    """A hook script from this checkout runs as PrologSlurmctld/EpilogSlurmctld.
+
+    In the chroot releases it is reached through the read-only bind mount of the checkout
+    and runs with the chroot's python3. The default hook is restored afterwards.
+    """
+    tb = slurm_cluster
+    tb.up(prep_script=HOOK)
+    try:
+        job_id = tb.submit(["-J", "ccsa-prephook", "--wrap", "true"])
+        _job(tb, job_id, "ccsa-prephook")
+        records: dict[str, Any] = {}
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and len(records) < 2:
+            for context in ("prolog_slurmctld", "epilog_slurmctld"):
+                path = tb.job_dir / f"hook-{job_id}-{context}.json"
+                if path.exists() and path.stat().st_size:
+                    records[context] = json.loads(path.read_text())
+            time.sleep(0.3)
+        assert set(records) == {"prolog_slurmctld", "epilog_slurmctld"}
+        prolog = records["prolog_slurmctld"]
+        assert prolog["script"] == f"{tb.repo_in_root}/tests/integration/hooks/record_context.py"
+        assert prolog["env"]["SLURM_JOB_ID"] == str(job_id)
+        assert prolog["env"]["SLURM_JOB_USER"] == tb.user
+        assert records["epilog_slurmctld"]["env"]["SLURM_SCRIPT_CONTEXT"] == "epilog_slurmctld"
+    finally:
+        tb.up()
+    assert tb.is_up()

@@ -122,10 +122,12 @@ def find_sacct_job(doc: Mapping[str, Any], job_id: int) -> dict[str, Any] | None
 def _proc_alive(pid_file: Path, comm: str) -> bool:
     """The pid file names a live (non-zombie) process whose comm starts with ``comm``."""
     try:
-        pid = int(pid_file.read_text().strip())
+        # first line only: 24.11's slurmctld rewrites the file on reconfigure without
+        # truncating it
+        pid = int(pid_file.read_text().splitlines()[0].strip())
         stat = Path(f"/proc/{pid}/stat").read_text()
         name = Path(f"/proc/{pid}/comm").read_text().strip()
-    except (OSError, ValueError):
+    except (OSError, ValueError, IndexError):
         return False
     state = stat.rsplit(")", 1)[-1].split()[0]
     return state not in ("Z", "X") and name.startswith(comm)
