@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -151,15 +151,15 @@ def slurm_cluster(request: pytest.FixtureRequest, _slurm_clusters: _Clusters) ->
 
 
 @pytest.fixture(autouse=True)
-def _record_slurm_version(
-    request: pytest.FixtureRequest, record_property: Callable[[str, object], None]
-) -> None:
-    """Put the Slurm release and exact version into the test report (junit properties)."""
+def _record_slurm_version(request: pytest.FixtureRequest) -> None:
+    """Put the Slurm release and exact version into the test report (user_properties:
+    junit ``<property>`` elements with junit_family=xunit1/legacy). Not record_property,
+    which warns under the default xunit2 family (and warnings are errors here)."""
     if "slurm_cluster" not in request.fixturenames:
         return
     tb: SlurmTestbed = request.getfixturevalue("slurm_cluster")
-    record_property("slurm_release", tb.release)
-    record_property("slurm_version", tb.version)
+    request.node.user_properties.append(("slurm_release", tb.release))
+    request.node.user_properties.append(("slurm_version", tb.version))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
