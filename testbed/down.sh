@@ -43,19 +43,37 @@ stop_pidfile() {
     fi
 }
 
-# leftover_pids: processes that belong to this testbed but have no pid file of ours
+# descendants PID...: every process below the given ones (children, grandchildren, ...)
+descendants() {
+    ps -e -o pid= -o ppid= | awk -v roots="$*" '
+        BEGIN { n = split(roots, r, " "); for (i = 1; i <= n; i++) seen[r[i]] = 1 }
+        { parent[$1] = $2 }
+        END {
+            do {
+                added = 0
+                for (p in parent) if (!(p in seen) && (parent[p] in seen)) { seen[p] = 1; added = 1; print p }
+            } while (added)
+        }'
+}
+
+# leftover_pids: processes that belong to this testbed but have no pid file of ours:
+# chroot releases: every process whose root directory is the chroot;
+# host: slurmstepds with this testbed's SLURM_CONF in their environment, and everything below them
 leftover_pids() {
-    local p root
+    local p root stepds=()
     for p in /proc/[0-9]*; do
         if [[ -n $TB_CHROOT ]]; then
             root=$(readlink "$p/root" 2>/dev/null) || continue
             [[ $root == "$TB_CHROOT" ]] && echo "${p#/proc/}"
         elif [[ $(cat "$p/comm" 2>/dev/null) == slurmstepd ]] &&
             tr '\0' '\n' <"$p/environ" 2>/dev/null | grep -qxF "SLURM_CONF=$TB_STATE_IN/etc/slurm.conf"; then
-            echo "${p#/proc/}"
-            pgrep -P "${p#/proc/}" 2>/dev/null || true
+            stepds+=("${p#/proc/}")
         fi
     done
+    if ((${#stepds[@]})); then
+        printf '%s\n' "${stepds[@]}"
+        descendants "${stepds[@]}"
+    fi
 }
 
 if pid_alive "$RUN/slurmctld.pid" slurmctld >/dev/null && [[ -x $TB_BIN/squeue ]]; then
@@ -80,11 +98,18 @@ stop_pidfile "$TB_STATE/munge/munged.pid" munged
 
 mapfile -t left < <(leftover_pids)
 if ((${#left[@]})); then
+    # one list, taken while the slurmstepds still exist (their children get reparented
+    # once they die); srun ignores the first SIGTERM, hence the KILL round
     tb_log "terminating leftover job processes: ${left[*]}"
     kill -TERM "${left[@]}" 2>/dev/null || true
     sleep 1
-    mapfile -t left < <(leftover_pids)
-    if ((${#left[@]})); then kill -KILL "${left[@]}" 2>/dev/null || true; fi
+    for p in "${left[@]}"; do
+        if proc_running "$p"; then kill -KILL "$p" 2>/dev/null || true; fi
+    done
+    if [[ -n $TB_CHROOT ]]; then
+        mapfile -t left < <(leftover_pids)
+        if ((${#left[@]})); then kill -KILL "${left[@]}" 2>/dev/null || true; fi
+    fi
 fi
 
 umount_chroot
