@@ -235,7 +235,7 @@ NodeName=node2 NodeHostname=$TB_HOST NodeAddr=127.0.0.1 Port=$((TB_SLURMD_PORT +
 PartitionName=$TB_PARTITION Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 EOF
 } >"$ETC/slurm.conf.new"
-CONF_CHANGED=0
+CONF_CHANGED=0 RECONFIGURED=0
 [[ -f $ETC/slurm.conf ]] && ! cmp -s "$ETC/slurm.conf.new" "$ETC/slurm.conf" && CONF_CHANGED=1
 mv "$ETC/slurm.conf.new" "$ETC/slurm.conf"
 
@@ -305,6 +305,7 @@ if pid_alive "$RUN/slurmctld.pid" slurmctld >/dev/null; then
     if ((CONF_CHANGED)); then
         log "slurm.conf changed: scontrol reconfigure"
         scontrol reconfigure || log "WARNING: scontrol reconfigure failed"
+        RECONFIGURED=1
     fi
 elif scontrol ping 2>/dev/null | grep -q UP; then
     # never start a second controller on our port (it would overwrite the pid file, fail to
@@ -322,7 +323,7 @@ all_slurmds_alive() {
     local n
     for n in "${NODES[@]}"; do pid_alive "$RUN/slurmd.$n.pid" slurmd >/dev/null || return 1; done
 }
-if ((CONF_CHANGED)); then
+if ((RECONFIGURED)); then
     # from 24.11 a reconfigure re-executes slurmctld and every slurmd (new pids): let them
     # settle instead of starting a second slurmd for a node that is just restarting
     sleep 1
