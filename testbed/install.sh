@@ -54,7 +54,8 @@ if ((${#missing[@]})); then
     export DEBIAN_FRONTEND=noninteractive
     rc=0
     mkdir -p "$TB_BASE"
-    { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}"; } \
+    { apt-get -o Acquire::Retries=3 update -qq &&
+        apt-get -o Acquire::Retries=3 install -y -qq --no-install-recommends "${missing[@]}"; } \
         >"$TB_BASE/host-apt.log" 2>&1 || rc=$?
     if [[ $added == added ]]; then rm -f /usr/sbin/policy-rc.d; fi
     if ((rc != 0)); then
@@ -89,18 +90,24 @@ build_chroot() {
         rm -rf --one-file-system "$TB_CHROOT"
     fi
     tb_log "debootstrap --variant=minbase $TB_SUITE $TB_CHROOT $mirror"
-    debootstrap --variant=minbase "$TB_SUITE" "$TB_CHROOT" "$mirror" >"$TB_DIR/debootstrap.log" 2>&1 ||
-        tb_die "debootstrap failed, see $TB_DIR/debootstrap.log"
+    # one retry: a network hiccup should not fail a CI run
+    if ! debootstrap --variant=minbase "$TB_SUITE" "$TB_CHROOT" "$mirror" >"$TB_DIR/debootstrap.log" 2>&1; then
+        tb_log "debootstrap failed (see $TB_DIR/debootstrap.log), retrying once"
+        umount_chroot
+        rm -rf --one-file-system "$TB_CHROOT"
+        debootstrap --variant=minbase "$TB_SUITE" "$TB_CHROOT" "$mirror" >"$TB_DIR/debootstrap.log" 2>&1 ||
+            tb_die "debootstrap failed twice, see $TB_DIR/debootstrap.log"
+    fi
     t1=$SECONDS
     tb_log "debootstrap done in $((t1 - t0))s"
     ensure_policy_rc_d "$TB_CHROOT" >/dev/null
     mount_chroot
     trap umount_chroot EXIT
-    local update=(apt-get update -qq)
+    local update=(apt-get -o Acquire::Retries=3 update -qq)
     # sid's Release file can be past its Valid-Until date on mirrors/snapshots
-    [[ $TB_SUITE == sid ]] && update=(apt-get -o Acquire::Check-Valid-Until=false update -qq)
+    [[ $TB_SUITE == sid ]] && update=(apt-get -o Acquire::Retries=3 -o Acquire::Check-Valid-Until=false update -qq)
     if ! in_root DEBIAN_FRONTEND=noninteractive "${update[@]}" >"$TB_DIR/apt.log" 2>&1 ||
-        ! in_root DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        ! in_root DEBIAN_FRONTEND=noninteractive apt-get -o Acquire::Retries=3 install -y -qq --no-install-recommends \
             "${CHROOT_PKGS[@]}" >>"$TB_DIR/apt.log" 2>&1; then
         tb_die "apt-get in the chroot failed, see $TB_DIR/apt.log"
     fi

@@ -30,6 +30,8 @@ from cc_slurm_adapter.testing.slurm_testbed import (  # noqa: E402
     FINAL_STATES,
     SlurmTestbed,
     TestbedError,
+    find_sacct_job,
+    sacct_state,
     selected_releases,
 )
 
@@ -48,6 +50,8 @@ JOB_MIX: list[tuple[str, list[str], str]] = [
     ("pending", ["-N2", "--exclusive", "--wrap", "sleep 3"], "testuser"),
     ("held", ["--hold", "--wrap", "true"], "testuser"),
 ]
+# submitted after the `after` snapshot, to catch slurmdbd's placeholder record
+QUICK: tuple[str, list[str], str] = ("quick", ["--wrap", "true"], "testuser")
 
 DESCRIPTIONS = {
     "gpu": "1 node, --gres=gpu:1, sleep 20 -> COMPLETED",
@@ -60,6 +64,7 @@ DESCRIPTIONS = {
     "gpu2node": "-N2 --gres=gpu:2 (both GPUs of both nodes), srun sleep 15, as root -> COMPLETED",
     "pending": "-N2 --exclusive, sleep 3: PENDING (Resources) until the timeout job ends",
     "held": "--hold: PENDING (JobHeldUser), cancelled before ever starting -> CANCELLED",
+    "quick": "true, submitted last; sacct polled every 50 ms for a placeholder record",
 }
 
 
@@ -71,6 +76,7 @@ class Recorder:
         self.start = time.time()
         self.jobs: dict[str, int] = {}
         self.json_scontrol = False
+        self.placeholder_seen = False
 
     def log(self, msg: str) -> None:
         print(f"[record {self.tb.release} {time.strftime('%H:%M:%S')}] {msg}", flush=True)
@@ -104,6 +110,32 @@ class Recorder:
     def all_final(self) -> bool:
         out = self.tb.run("squeue", "-h", "-o", "%i %T").stdout
         return not any(line.split()[1] not in FINAL_STATES for line in out.splitlines())
+
+    def placeholder(self) -> None:
+        """Catch the placeholder sacct record of a short job, if this release makes one."""
+        job_id = self.tb.submit(["-J", "quick", "--wrap", "true"], user="testuser")
+        self.jobs["quick"] = job_id
+        deadline = time.monotonic() + 20
+        seen = False
+        while time.monotonic() < deadline:
+            proc = self.tb.run("sacct", "--json", "-j", str(job_id))
+            job = find_sacct_job(json.loads(proc.stdout), job_id)
+            if job is not None and job.get("name") != "quick" and not seen:
+                (self.dir / "sacct_quick_placeholder.json").write_text(proc.stdout)
+                self.files["sacct_quick_placeholder.json"] = (
+                    f"`sacct --json -j {job_id}` of the `quick` job (`--wrap true`) while "
+                    "slurmdbd still has only its placeholder record (name `allocation`)"
+                )
+                seen = True
+            if job is not None and job.get("name") == "quick" and sacct_state(job) in FINAL_STATES:
+                (self.dir / "sacct_quick_final.json").write_text(proc.stdout)
+                self.files["sacct_quick_final.json"] = (
+                    f"`sacct --json -j {job_id}`: the complete record of the `quick` job"
+                )
+                break
+            time.sleep(0.05)
+        self.placeholder_seen = seen
+        self.log(f"placeholder sacct record seen: {seen}")
 
     def record(self) -> None:
         tb = self.tb
@@ -140,6 +172,8 @@ class Recorder:
             tb.wait_sacct(self.jobs[name], timeout=60, name=name)
         self.snapshot("after", "after every job has ended (still within MinJobAge)")
 
+        self.placeholder()
+
         conf = tb.state_dir / "etc"
         (self.dir / "slurm.conf.txt").write_text((conf / "slurm.conf").read_text())
         (self.dir / "gres.conf.txt").write_text((conf / "gres.conf").read_text())
@@ -166,6 +200,7 @@ class Recorder:
                 "node2": "Sockets=2 CoresPerSocket=2 ThreadsPerCore=2 CPUs=8 Gres=gpu:tesla:2",
             },
             "scontrol_json": self.json_scontrol,
+            "sacct_placeholder_seen": self.placeholder_seen,
         }
         if self.json_scontrol:
             listing = tb.run("sacct", "--json=list", check=False)
@@ -176,7 +211,7 @@ class Recorder:
         jobs = {
             name: {"job_id": self.jobs[name], "user": user, "sbatch": ["-J", name, *args],
                    "what": DESCRIPTIONS[name]}
-            for name, args, user in JOB_MIX
+            for name, args, user in [*JOB_MIX, QUICK]
         }
         (self.dir / "jobs.json").write_text(json.dumps(jobs, indent=2) + "\n")
         (self.dir / "files.json").write_text(json.dumps(self.files, indent=2) + "\n")
@@ -235,6 +270,8 @@ def write_readme() -> None:
         "| `meta.json` | release, exact Slurm version, recording time, node layout, data_parser "
         "plugins |",
         "| `jobs.json` | job name -> job id, submitting user, sbatch arguments, expected outcome |",
+        "| `sacct_quick_*.json` | only where slurmdbd showed a placeholder record first "
+        "(`sacct_placeholder_seen` in meta.json; 22.05) |",
         "| `files.json` | this table, for that release (scontrol --json files only from 23.02) |",
     ]
     for name in sorted(files):

@@ -50,7 +50,7 @@ def test_recording_is_complete_and_consistent(release: str) -> None:
     meta = _load(release, "meta.json")
     assert meta["slurm_version"].startswith(release + ".")
     jobs = _load(release, "jobs.json")
-    assert set(jobs) == set(EXPECTED_FINAL)
+    assert set(jobs) == {*EXPECTED_FINAL, "quick"}
     files = _load(release, "files.json")
     for name in files:
         assert (RECORDINGS / release / name).is_file(), name
@@ -76,6 +76,15 @@ def test_recording_is_complete_and_consistent(release: str) -> None:
     assert _squeue_state(run2["pending"]) == "PENDING"
     text = (RECORDINGS / release / "scontrol_show_job_d_o_running1.txt").read_text()
     assert "GRES=gpu:tesla:1(IDX:0)" in text
+
+    # the `quick` job: its complete record, and slurmdbd's placeholder where one was seen
+    quick_id = jobs["quick"]["job_id"]
+    final = find_sacct_job(_load(release, "sacct_quick_final.json"), quick_id)
+    assert final is not None and final["name"] == "quick" and sacct_state(final) == "COMPLETED"
+    if meta["sacct_placeholder_seen"]:
+        early = find_sacct_job(_load(release, "sacct_quick_placeholder.json"), quick_id)
+        assert early is not None and early["name"] == "allocation"
+        assert early["partition"] == "" and early["tres"]["requested"] == []
 
 
 def test_recordings_readme_names_every_version() -> None:
