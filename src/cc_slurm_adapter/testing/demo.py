@@ -117,8 +117,13 @@ def relay(tb: SlurmTestbed, adapter: Path, config: Path, client: httpx.Client,
     stopped: set[int] = set()
     pending_stop: set[int] = set()
     deadline = time.monotonic() + timeout
+    next_poll = time.monotonic() + 10
     env = tb.env
-    while stopped != expected and time.monotonic() < deadline:
+    while not expected <= stopped and time.monotonic() < deadline:
+        if time.monotonic() >= next_poll:
+            # The poll backstop: a missed hook event only delays a job, never loses it.
+            pending_stop |= (started | expected) - stopped
+            next_poll = time.monotonic() + 10
         try:
             event = events.get(timeout=1.0)
         except Empty:
@@ -151,7 +156,7 @@ def relay(tb: SlurmTestbed, adapter: Path, config: Path, client: httpx.Client,
                 f"{post(client, 'stop_job', stop)}")
             pending_stop.discard(job_id)
             stopped.add(job_id)
-    if stopped != expected:
+    if not expected <= stopped:
         say(f"timed out; jobs not stopped: {sorted(expected - stopped)}")
 
 
@@ -202,6 +207,10 @@ def main(argv: list[str] | None = None) -> int:
             hook.parent.mkdir(exist_ok=True)
             hook.write_text(f"#!/bin/sh\n'{adapter}' -config '{config}'\nexit 0\n")
             hook.chmod(0o755)
+            # Share the cluster politely with concurrent test sessions (they hold the same
+            # lock shared; fixture recording takes it exclusively and wipes the state).
+            lock = tb.session_lock()
+            lock.acquire(exclusive=False)
             was_up = tb.is_up()
             say(f"bringing up Slurm {args.release} with PrologSlurmctld/EpilogSlurmctld = "
                 f"cc-slurm-adapter (hook mode)")
@@ -221,10 +230,13 @@ def main(argv: list[str] | None = None) -> int:
             say("stand-in audit: " + json.dumps(report))
             # Leave Slurm as we found it: no hook pointing at this temp dir, and down
             # again unless it was already running (or --keep).
-            if was_up or args.keep:
-                tb.up(prep_script=None)
-            else:
-                tb.down()
+            try:
+                if not was_up and not args.keep and lock.try_exclusive():
+                    tb.down()
+                else:
+                    tb.up(prep_script=None)
+            finally:
+                lock.release()
             ok = bool(report.get("ok"))
             say("demo finished: " + ("every job arrived once and was stopped" if ok
                                      else "PROBLEMS (see above)"))
