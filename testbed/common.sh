@@ -153,11 +153,16 @@ mount_chroot() {
     mountpoint -q "$r/dev" || mount --bind /dev "$r/dev"
     mountpoint -q "$r/dev/pts" || mount --bind /dev/pts "$r/dev/pts"
     mkdir -p "$r$TB_REPO_IN_CHROOT"
-    # a mount of another checkout (same chroot used from a second clone) is replaced
+    # Another checkout's mount (the same chroot used from a second clone) is replaced,
+    # but only while that cluster is down: a running one may be using its hook scripts.
     if mountpoint -q "$r$TB_REPO_IN_CHROOT" &&
         [[ $(stat -c %d:%i "$r$TB_REPO_IN_CHROOT") != $(stat -c %d:%i "$TB_REPO") ]]; then
-        tb_log "replacing the bind mount of another checkout at $TB_REPO_IN_CHROOT"
-        umount "$r$TB_REPO_IN_CHROOT" 2>/dev/null || umount -l "$r$TB_REPO_IN_CHROOT"
+        if pid_alive "$TB_STATE/run/slurmctld.pid" slurmctld >/dev/null; then
+            tb_log "WARNING: $TB_REPO_IN_CHROOT shows another checkout (cluster running); keeping it"
+        else
+            tb_log "replacing the bind mount of another checkout at $TB_REPO_IN_CHROOT"
+            umount "$r$TB_REPO_IN_CHROOT" 2>/dev/null || umount -l "$r$TB_REPO_IN_CHROOT"
+        fi
     fi
     if ! mountpoint -q "$r$TB_REPO_IN_CHROOT"; then
         mount --bind "$TB_REPO" "$r$TB_REPO_IN_CHROOT"
