@@ -1,0 +1,131 @@
+"""Our Prolog/Epilog hook, run by the real slurmctld of every live release.
+
+The hook file (``src/cc_slurm_adapter/hook.py``, standard library only) runs as
+PrologSlurmctld/EpilogSlurmctld with the release's own ``/usr/bin/python3``
+(3.11 on the host, 3.13 and 3.14 in the chroots) and reaches a listener on the
+host over TCP, as a daemon outside the chroot would be reached. When nothing
+listens, the job must still run to completion: the hook never fails a job.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cc_slurm_adapter.hook import FORWARDED_ENV
+from cc_slurm_adapter.testing.slurm_testbed import SlurmTestbed, sacct_state
+from tests.conftest import REPO_ROOT
+
+pytestmark = pytest.mark.slurm
+
+# The hook dir lives in the checkout (git-ignored var/), because the chroots see the
+# checkout read-only at another path: the wrapper finds hook.py and config relative to itself.
+HOOK_DIR = REPO_ROOT / "var" / "hook-live"
+WRAPPER = """#!/bin/sh
+here=$(dirname "$0")
+/usr/bin/python3 "$here/../../src/cc_slurm_adapter/hook.py" -config "$here/config.json"
+exit 0
+"""
+
+
+class Listener:
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.server.settimeout(0.3)
+        self.port: int = self.server.getsockname()[1]
+        self.messages: list[dict[str, str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with conn:
+                data = b""
+                while chunk := conn.recv(65536):
+                    data += chunk
+                self.messages.append(json.loads(data))
+
+    def wait_for(self, job_id: int, contexts: set[str], timeout: float) -> dict[str, dict[str, str]]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            got = {m["SLURM_SCRIPT_CONTEXT"]: m for m in self.messages
+                   if m.get("SLURM_JOB_ID") == str(job_id)}
+            if contexts <= set(got):
+                return got
+            time.sleep(0.2)
+        raise AssertionError(f"job {job_id}: hook messages {contexts} not all received: "
+                             f"{[m.get('SLURM_JOB_ID') for m in self.messages]}")
+
+    def close(self) -> None:
+        self._stop.set()
+        self.server.close()
+        self._thread.join(2)
+
+
+@pytest.fixture()
+def hook_dir() -> Iterator[Path]:
+    HOOK_DIR.mkdir(parents=True, exist_ok=True)
+    wrapper = HOOK_DIR / "hook.sh"
+    wrapper.write_text(WRAPPER)
+    wrapper.chmod(0o755)
+    yield HOOK_DIR
+
+
+@pytest.fixture()
+def listener() -> Iterator[Listener]:
+    server = Listener()
+    yield server
+    server.close()
+
+
+def _use_hook(tb: SlurmTestbed, hook_dir: Path, connect: str) -> None:
+    config = hook_dir / "config.json"
+    config.write_text(json.dumps({"prepSockConnectPath": connect}))
+    config.chmod(0o644)
+    tb.up(prep_script=hook_dir / "hook.sh")
+
+
+def test_hook_reaches_the_daemon_socket_from_slurmctld(
+        slurm_cluster: SlurmTestbed, hook_dir: Path, listener: Listener) -> None:
+    tb = slurm_cluster
+    _use_hook(tb, hook_dir, f"tcp:127.0.0.1:{listener.port}")
+    try:
+        job_id = tb.submit(["-J", "ccsa-ourhook", "-N2", "--wrap", "sleep 1"])
+        got = listener.wait_for(job_id, {"prolog_slurmctld", "epilog_slurmctld"}, timeout=60)
+    finally:
+        tb.up()
+    prolog = got["prolog_slurmctld"]
+    assert set(prolog) == set(FORWARDED_ENV)  # upstream's wire format
+    assert prolog["SLURM_JOB_USER"] == tb.user
+    assert prolog["SLURM_CLUSTER_NAME"] == tb.cluster
+    assert prolog["SLURM_JOB_NODELIST"] == "node[1-2]"
+    assert got["epilog_slurmctld"]["SLURM_JOB_ID"] == str(job_id)
+
+
+def test_jobs_still_run_when_the_daemon_is_down(
+        slurm_cluster: SlurmTestbed, hook_dir: Path) -> None:
+    tb = slurm_cluster
+    closed = socket.create_server(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens on this port now
+    _use_hook(tb, hook_dir, f"tcp:127.0.0.1:{port}")
+    try:
+        job_id = tb.submit(["-J", "ccsa-nodaemon", "--wrap", "true"])
+        job = tb.wait_sacct(job_id, timeout=60, name="ccsa-nodaemon")
+    finally:
+        tb.up()
+    found = [j for j in job["jobs"] if j["job_id"] == job_id]
+    assert found and sacct_state(found[0]) == "COMPLETED"
