@@ -58,7 +58,8 @@ class Listener:
                     data += chunk
                 self.messages.append(json.loads(data))
 
-    def wait_for(self, job_id: int, contexts: set[str], timeout: float) -> dict[str, dict[str, str]]:
+    def wait_for(self, job_id: int, contexts: set[str],
+                 timeout: float) -> dict[str, dict[str, str]]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             got = {m["SLURM_SCRIPT_CONTEXT"]: m for m in self.messages
