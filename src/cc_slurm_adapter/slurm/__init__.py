@@ -2,8 +2,10 @@
 
 ``record`` holds the types, ``values`` the value encodings and hostlists, ``gres``
 the ``gres_detail`` grammar, ``resources`` the three ``job_resources`` layouts,
-``parse`` the per-release normalisers, ``runner`` the subprocess wrapper and
-``source`` the bounded set of bulk queries per poll cycle.
+``tres`` TRES strings, memory sizes and GPU counts, ``parse`` the per-release JSON
+normalisers, ``text`` the text outputs read where JSON is missing or too expensive
+(``scontrol show job -d -o``, ``squeue -o``, ``sacct -B``), ``runner`` the
+subprocess wrapper and ``source`` the bounded set of bulk queries per poll cycle.
 """
 
 from __future__ import annotations

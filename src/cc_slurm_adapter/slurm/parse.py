@@ -8,10 +8,12 @@ Two document families exist (``shared/reference/slurm-json-versions.md`` §1):
 * the **slurmdbd** family: ``sacct --json``, slurmrestd ``/slurmdb/vX/job(s)`` –
   accounting records, no per-node resources.
 
-The raw JSON is typed at the edge: msgspec decodes it into :class:`_RawJob`, a
-loose struct holding only the keys we read (everything else, e.g. sacct
-``steps``, is skipped without being built). Each key is ``Any`` so no release's
-encoding can fail the decode; ``values`` reads the encodings. Which family a job
+The raw JSON is typed at the edge, in two steps: the document is decoded with its
+``jobs[]`` left as undecoded ``msgspec.Raw`` slices of the input (no copy), then each
+job is decoded into :class:`_RawJob` just before it is normalised – a loose struct
+holding only the keys we read (everything else, e.g. sacct ``steps``, is skipped
+without being built), so only one decoded job is ever in memory. Each key is ``Any``
+so no release's encoding can fail the decode; ``values`` reads the encodings. Which family a job
 belongs to is decided per job from its keys (``job_state`` vs ``state``), so a
 mislabelled or mixed document still parses.
 
@@ -29,6 +31,14 @@ import msgspec
 from cc_slurm_adapter.errors import SlurmParseError
 from cc_slurm_adapter.slurm import resources as _res
 from cc_slurm_adapter.slurm.record import ExitCode, JobRecord, NodeTopology, SlurmMeta
+from cc_slurm_adapter.slurm.tres import (
+    ctld_memory,
+    db_memory,
+    db_tres,
+    gpus_from_tres,
+    gpus_requested,
+    parse_tres_string,
+)
 from cc_slurm_adapter.slurm.values import (
     FieldLog,
     as_epoch,
@@ -118,13 +128,31 @@ class _RawJob(msgspec.Struct, kw_only=True):
 
 
 class _RawDoc(msgspec.Struct, kw_only=True):
+    """The document with its jobs left undecoded: each ``msgspec.Raw`` is a view into
+    the input bytes (no copy), decoded one at a time by :func:`parse_jobs`, so the
+    decoded form of all jobs is never in memory at once (peak RSS on large windows)."""
+
     meta: Any = None
-    jobs: list[_RawJob] | None = None
+    jobs: list[msgspec.Raw] | None = None
     errors: Any = None
     warnings: Any = None
 
 
 _DOC_DECODER = msgspec.json.Decoder(_RawDoc)
+_JOB_DECODER = msgspec.json.Decoder(_RawJob)
+
+
+def _decode_job(raw: msgspec.Raw) -> _RawJob | None:
+    """One ``jobs[]`` element, or None when it is not a JSON object.
+
+    Every field is ``Any``, so no value of any release can fail this decode. (Typed
+    structs for sacct's nested objects were measured here: with one job decoded at a
+    time they change neither time nor peak RSS, so the loose form stays.)
+    """
+    try:
+        return _JOB_DECODER.decode(raw)
+    except msgspec.ValidationError:
+        return None
 
 
 class ParseResult(msgspec.Struct, kw_only=True):
@@ -213,19 +241,17 @@ def decode_document(data: bytes | str) -> _RawDoc:
     if not docs:
         raise SlurmParseError(f"Slurm output is not JSON (starts {text[:80]!r})")
     meta: Any = None
-    jobs: list[_RawJob] = []
+    jobs: list[msgspec.Raw] = []
     errors: list[Any] = []
     warnings: list[Any] = []
     for doc in docs:
         if not isinstance(doc, Mapping):
             continue
         meta = meta if meta is not None else doc.get("meta")
-        for item in doc.get("jobs") or ():
+        items = doc.get("jobs")
+        for item in items if isinstance(items, list) else ():
             if isinstance(item, Mapping):
-                try:
-                    jobs.append(msgspec.convert(item, _RawJob, strict=False))
-                except msgspec.ValidationError:
-                    continue
+                jobs.append(msgspec.Raw(msgspec.json.encode(item)))
         errors.extend(doc.get("errors") or ())
         warnings.extend(doc.get("warnings") or ())
     return _RawDoc(meta=meta, jobs=jobs, errors=errors, warnings=warnings)
@@ -273,18 +299,16 @@ def parse_jobs(data: bytes | str, *, source: str | None = None,
     flog = FieldLog(f"{meta.release or '?'}/{meta.data_parser or meta.plugin or '?'}")
     jobs: list[JobRecord] = []
     skipped = 0
-    # Pop the raw jobs as they are read, so the raw and the normalised forms of all
-    # jobs are never in memory at the same time (peak RSS on 100,000-job windows).
-    raw_jobs = doc.jobs or []
-    doc.jobs = None
-    raw_jobs.reverse()
-    while raw_jobs:
-        raw = raw_jobs.pop()
-        record = _job(raw, meta, flog, topology)
+    # Each job is decoded from its undecoded slice just before it is normalised, so
+    # only one decoded job exists at a time (peak RSS on 100,000-job windows).
+    for item in doc.jobs or ():
+        raw = _decode_job(item)
+        record = _job(raw, meta, flog, topology) if raw is not None else None
         if record is None:
             skipped += 1
         else:
             jobs.append(record)
+    doc.jobs = None
     return ParseResult(meta=meta, jobs=jobs, errors=_messages(doc.errors),
                        warnings=_messages(doc.warnings), skipped=skipped)
 
@@ -359,12 +383,12 @@ def _ctld_job(raw: _RawJob, job_id: int, meta: SlurmMeta, flog: FieldLog,
     node_count = as_int(raw.node_count)
     gres_detail = raw.gres_detail if isinstance(raw.gres_detail, list) else []
     resources = _res.ctld_resources(raw.job_resources, gres_detail, nodes, flog, topology)
-    gpus = _gpus_from_tres(tres)
+    gpus = gpus_from_tres(tres)
     if gpus is None:
         gpus = _res.gpu_total(gres_detail)
     if gpus is None and state not in _NOT_STARTED:
         # Requested GPUs once the job runs; 23.02 writes "gres:gpu:8", 23.11+ "gres/gpu:1".
-        gpus = _gpus_requested(raw.tres_per_job, 1) or _gpus_requested(
+        gpus = gpus_requested(raw.tres_per_job, 1) or gpus_requested(
             raw.tres_per_node, node_count or len(nodes) or 1)
     limit_raw = raw.time_limit
     time_limit = as_int(limit_raw)
@@ -405,7 +429,9 @@ def _ctld_job(raw: _RawJob, job_id: int, meta: SlurmMeta, flog: FieldLog,
         gpus=gpus,
         resources=resources,
         tres_alloc=tres,
-        requested_memory_mb=_ctld_memory(raw, cpus, node_count, flog),
+        requested_memory_mb=ctld_memory(raw.tres_alloc_str, raw.tres_req_str,
+                                        raw.memory_per_node, raw.memory_per_cpu,
+                                        cpus, node_count, flog),
         time_limit_min=None if unlimited else time_limit,
         unlimited_time=unlimited,
         shared=shared,
@@ -425,16 +451,19 @@ def _db_job(raw: _RawJob, job_id: int, meta: SlurmMeta, flog: FieldLog) -> JobRe
     if not t:
         flog.note("time", "missing")
     # sacct time.* are plain ints in every release; 0 = not (yet) happened.
-    start = as_epoch(t.get("start"))
-    end = as_epoch(t.get("end"))
+    start = as_epoch(get(t, "start"))
+    end = as_epoch(get(t, "end"))
     if state in _NOT_STARTED:
         start = None
     array_job = as_int(get(raw.array, "job_id")) or None
     het_job = as_int(get(raw.het, "job_id")) or None
-    tres_alloc = _db_tres(get(raw.tres, "allocated"))
-    tres_req = _db_tres(get(raw.tres, "requested"))
-    limit_raw = t.get("limit")
-    unlimited = is_infinite(limit_raw)  # ≤ 22.05: raw 4294967295; 23.02+: struct
+    tres_alloc = db_tres(get(raw.tres, "allocated"))
+    tres_req = db_tres(get(raw.tres, "requested"))
+    limit_raw = get(t, "limit")
+    # 23.02+: {"infinite": true}; ≤ 22.05 raw 4294967295, or null as 22.05.8 writes for
+    # an UNLIMITED limit (seen on the testbed; its NO_VAL/INFINITE dumper gives null).
+    unlimited = is_infinite(limit_raw) or (
+        limit_raw is None and "limit" in t and (meta.plugin or "").startswith("openapi/dbv0.0.3"))
     comment = raw.comment
     job_comment = get(comment, "job") if isinstance(comment, Mapping) else comment
     cpus = as_int(tres_alloc.get("cpu")) or as_int(get(raw.required, "CPUs"))
@@ -456,10 +485,10 @@ def _db_job(raw: _RawJob, job_id: int, meta: SlurmMeta, flog: FieldLog) -> JobRe
         partition=_name(raw.partition),
         qos=_name(raw.qos),
         name=_name(raw.name),
-        submit_time=as_epoch(t.get("submission")),
+        submit_time=as_epoch(get(t, "submission")),
         start_time=start,
         end_time=end,
-        elapsed_s=as_int(t.get("elapsed")),
+        elapsed_s=as_int(get(t, "elapsed")),
         state=state,
         state_flags=state_flags,
         state_reason=_reason(get(raw.state, "reason")),
@@ -469,9 +498,9 @@ def _db_job(raw: _RawJob, job_id: int, meta: SlurmMeta, flog: FieldLog) -> JobRe
         nodes=_nodes(raw.nodes, flog),
         node_count=node_count,
         cpus=cpus,
-        gpus=_gpus_from_tres(tres_alloc),
+        gpus=gpus_from_tres(tres_alloc),
         tres_alloc=tres_alloc,
-        requested_memory_mb=_db_memory(raw.required, tres_alloc, tres_req, cpus, node_count),
+        requested_memory_mb=db_memory(raw.required, tres_alloc, tres_req, cpus, node_count),
         time_limit_min=None if unlimited else as_int(limit_raw),
         unlimited_time=unlimited,
         shared=_res.shared_mode(None, raw.exclusive, None, raw.oversubscribe),  # 26.05+
@@ -526,125 +555,6 @@ def parse_exit_code(value: Any) -> ExitCode | None:
         return ExitCode(status=status, return_code=None, signal=signal_no, raw=raw)
     code = (raw >> 8) & 0xFF
     return ExitCode(status="SUCCESS" if code == 0 else "ERROR", return_code=code, raw=raw)
-
-
-# ------------------------------------------------------------------ TRES / memory
-
-
-def parse_tres_string(value: Any) -> dict[str, str]:
-    """``"cpu=16,mem=120000M,node=1,gres/gpu=8"`` → ``{"cpu": "16", "mem": "120000M", …}``."""
-    text = as_str(value)
-    if not text:
-        return {}
-    out: dict[str, str] = {}
-    for item in text.split(","):
-        key, sep, val = item.partition("=")
-        if sep and key.strip():
-            out[key.strip()] = val.strip()
-    return out
-
-
-def _db_tres(items: Any) -> dict[str, str]:
-    """sacct ``tres.allocated[]`` (``{type, name, id, count}``) → the same dict shape."""
-    out: dict[str, str] = {}
-    for item in items if isinstance(items, list) else ():
-        if not isinstance(item, Mapping):
-            continue
-        kind = as_str(item.get("type"))
-        count = as_int(item.get("count"))
-        if kind is None or count is None or count < 0:  # energy -2 = not collected
-            continue
-        name = as_str(item.get("name"))  # ≤ 22.05 null, 23.02+ "" for non-gres
-        out[f"{kind}/{name}" if name else kind] = str(count)
-    return out
-
-
-_MEM_UNITS = {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024, "P": 1024 ** 3}
-
-
-def mem_to_mb(value: Any) -> int | None:
-    """``"120000M"``, ``"62.50G"``, ``"512"`` (MB) or an int → MB."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value if value >= 0 else None
-    text = as_str(value)
-    if not text:
-        return None
-    unit = text[-1].upper()
-    factor = _MEM_UNITS.get(unit)
-    number = text[:-1] if factor is not None else text
-    try:
-        return round(float(number) * (factor if factor is not None else 1))
-    except ValueError:
-        return None
-
-
-def _gpus_from_tres(tres: Mapping[str, str]) -> int | None:
-    if "gres/gpu" in tres:
-        return as_int(tres["gres/gpu"])
-    typed = [as_int(v) for k, v in tres.items() if k.startswith("gres/gpu:")]
-    counts = [c for c in typed if c is not None]
-    return sum(counts) if counts else None
-
-
-def _gpus_requested(value: Any, multiplier: int) -> int | None:
-    """``"gres/gpu:8"`` (23.11+), ``"gres:gpu:8"`` (23.02), ``"gpu:h100:1"``; × multiplier."""
-    text = as_str(value)
-    if not text:
-        return None
-    total = 0
-    for item in text.split(","):
-        item = item.strip()
-        for prefix in ("gres/", "gres:"):
-            if item.startswith(prefix):
-                item = item[len(prefix):]
-        parts = item.split(":")
-        if parts[0] != "gpu":
-            continue
-        count = as_int(parts[-1]) if len(parts) > 1 else 1
-        total += count or 0
-    return total * multiplier if total else None
-
-
-def _ctld_memory(raw: _RawJob, cpus: int | None, node_count: int | None,
-                 flog: FieldLog) -> int | None:
-    # Allocated TRES once the job has an allocation, else the request: per-CPU memory
-    # × allocated CPUs overcounts with SMT (23.02 Jean Zay: 8 tasks, 16 CPUs).
-    for tres in (raw.tres_alloc_str, raw.tres_req_str):
-        mem = mem_to_mb(parse_tres_string(tres).get("mem"))
-        if mem:
-            return mem
-    per_node = as_int(raw.memory_per_node)
-    per_cpu = as_int(raw.memory_per_cpu)
-    if per_node and node_count:
-        return per_node * node_count
-    if per_cpu and cpus:
-        return per_cpu * cpus
-    flog.note("memory", "no TRES mem and no memory_per_node/_cpu")
-    return None
-
-
-_MEM_PER_CPU_FLAG = 1 << 63
-
-
-def _db_memory(required: Any, tres_alloc: Mapping[str, str], tres_req: Mapping[str, str],
-               cpus: int | None, node_count: int | None) -> int | None:
-    for tres in (tres_alloc, tres_req):
-        mem = as_int(tres.get("mem"))
-        if mem:
-            return mem
-    per_node = as_int(get(required, "memory_per_node"))  # 23.02.5+
-    per_cpu = as_int(get(required, "memory_per_cpu"))
-    if per_node and node_count:
-        return per_node * node_count
-    if per_cpu and cpus:
-        return per_cpu * cpus
-    legacy = as_int(get(required, "memory"))  # ≤ 23.02: MEM_PER_CPU flag in bit 63
-    if legacy is None or legacy == 0:
-        return None
-    if legacy < 0 or legacy & _MEM_PER_CPU_FLAG:
-        per_cpu = (legacy & (_MEM_PER_CPU_FLAG - 1)) if legacy > 0 else legacy + (1 << 63)
-        return per_cpu * cpus if cpus else None
-    return legacy * node_count if node_count else legacy
 
 
 # ------------------------------------------------------------------------ nodes

@@ -13,9 +13,13 @@ Per cycle and cluster, whatever the number of jobs:
    ``max_detail_jobs`` ids per cycle; the rest wait for the next cycle;
 4. at most one node-topology call (``scontrol show node --json``, ``sinfo --json``
    before 23.02) when the cached topology is older than ``topology_max_age`` or a
-   job runs on a host it does not know.
+   job runs on a host it does not know;
+5. at most one batch-script call for the jobs of step 3, only where slurmdbd stores
+   scripts (``AccountingStoreFlags=job_script``, read at start-up):
+   ``sacct --json -B -j <ids>`` (23.02+; ``-B`` refuses to run without ``-j``), the
+   ``sacct -B -j <ids>`` text before 23.02 (no ``script`` key in that JSON).
 
-So a cycle makes 2 to 4 calls per cluster, at 10 jobs and at 10,000.
+So a cycle makes 2 to 5 calls per cluster, at 10 jobs and at 10,000.
 Upstream makes two ``scontrol`` calls per new job and dumps the queue as JSON.
 """
 
@@ -23,22 +27,32 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import msgspec
 
-from cc_slurm_adapter.errors import SlurmCommandFailed
+from cc_slurm_adapter.errors import SlurmCommandError, SlurmCommandFailed
 from cc_slurm_adapter.slurm.parse import parse_jobs, parse_nodes
 from cc_slurm_adapter.slurm.record import JobRecord, NodeTopology, SlurmMeta
 from cc_slurm_adapter.slurm.runner import Runner
-from cc_slurm_adapter.slurm.text import parse_scontrol_jobs, parse_squeue_listing
+from cc_slurm_adapter.slurm.text import (
+    parse_batch_scripts,
+    parse_scontrol_jobs,
+    parse_squeue_listing,
+)
 
-__all__ = ["KNOWN_PARSERS", "CycleResult", "SlurmInfo", "SlurmSource", "detect_slurm"]
+__all__ = ["DETAIL_MODES", "KNOWN_PARSERS", "CycleResult", "SlurmInfo", "SlurmSource",
+           "detect_slurm", "parse_config"]
 
 # data_parser versions this parser has been checked against (v0.0.45 = 26.05).
 KNOWN_PARSERS = ("v0.0.40", "v0.0.41", "v0.0.42", "v0.0.43", "v0.0.44", "v0.0.45")
 _PARSER_RE = re.compile(r"v0\.0\.(\d+)")
 _LIVE_DETAIL_STATES = frozenset({"RUNNING", "COMPLETING", "CONFIGURING", "SUSPENDED"})
+_CONFIG_LINE = re.compile(r"^(\w+)\s*=\s*(.*?)\s*$", re.MULTILINE)
+
+DETAIL_MODES = ("auto", "squeue-json", "scontrol-text")
+"""How :meth:`SlurmSource.details` asks slurmctld: ``auto`` = ``squeue --json -j`` from
+24.05.1, ``scontrol show job -d -o`` before; the others force one (tests, benchmarks)."""
 
 
 class SlurmInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -49,6 +63,11 @@ class SlurmInfo(msgspec.Struct, frozen=True, kw_only=True):
     """``--json=list`` (23.11+)."""
     pin: str | None = None
     """``v0.0.4x`` passed as ``--json=<pin>``; None before 23.11 (no choice there)."""
+    cluster_name: str | None = None
+    """``ClusterName`` of ``scontrol show config`` (text records carry no cluster)."""
+    job_script_stored: bool | None = None
+    """``AccountingStoreFlags`` has ``job_script`` (slurmdbd keeps batch scripts);
+    None when the configuration could not be read."""
 
     @property
     def version(self) -> tuple[int, int, int]:
@@ -67,24 +86,50 @@ class SlurmInfo(msgspec.Struct, frozen=True, kw_only=True):
     def json_flag(self) -> str:
         return f"--json={self.pin}" if self.pin else "--json"
 
+    @property
+    def has_sacct_script_json(self) -> bool:
+        return self.version >= (23, 2, 0)  # sacct JSON "script" key: data_parser v0.0.39
+
+
+def parse_config(text: bytes | str) -> dict[str, str]:
+    """``scontrol show config`` → ``{"ClusterName": "c1", "AccountingStoreFlags": …}``."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    return {m.group(1): m.group(2) for m in _CONFIG_LINE.finditer(text)}
+
 
 def _epoch_arg(epoch: float) -> str:
     # The runner pins TZ=UTC, so sacct reads this as UTC.
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch))
 
 
+async def _read_config(runner: Runner, timeout: float | None) -> dict[str, str]:
+    try:
+        result = await runner.run(["scontrol", "show", "config"], timeout=timeout)
+    except SlurmCommandError:
+        return {}
+    return parse_config(result.stdout)
+
+
 async def detect_slurm(runner: Runner, *, timeout: float | None = None) -> SlurmInfo:
-    """Detect the release and data_parser once at start-up (1–2 calls).
+    """Detect the release, data_parser and configuration once at start-up (2–3 calls).
 
     An empty ``sacct --json`` window gives the ``meta`` block of any release; from
-    23.11 ``sacct --json=list`` names the parsers and the newest one we know is pinned.
+    23.11 ``sacct --json=list`` names the parsers and the newest one we know is pinned
+    (checked live: 24.11.5 lists v0.0.40–42, 26.05.5 v0.0.42–45, one per line as
+    ``data_parser/v0.0.4x`` on stdout). ``scontrol show config`` gives ``ClusterName``
+    and whether slurmdbd stores batch scripts; when it fails both stay unknown.
     """
     result = await runner.run(["sacct", "--json", "-X", "--allusers", "-S",
                                "1970-01-02T00:00:00", "-E", "1970-01-02T00:00:01"],
                               timeout=timeout)
     meta = parse_jobs(result.stdout, source="sacct").meta
+    config = await _read_config(runner, timeout)
+    flags = config.get("AccountingStoreFlags")
+    cluster_name = config.get("ClusterName") or None
+    stored = None if flags is None else "job_script" in flags.split(",")
     if (meta.major or 0, meta.minor or 0) < (23, 11):
-        return SlurmInfo(meta=meta)
+        return SlurmInfo(meta=meta, cluster_name=cluster_name, job_script_stored=stored)
     parsers: tuple[str, ...] = ()
     try:
         listing = await runner.run(["sacct", "--json=list"], timeout=timeout)
@@ -96,7 +141,8 @@ async def detect_slurm(runner: Runner, *, timeout: float | None = None) -> Slurm
     usable = [p for p in parsers if p in KNOWN_PARSERS]
     pin = usable[-1] if usable else (
         meta.data_parser if meta.data_parser in KNOWN_PARSERS else None)
-    return SlurmInfo(meta=meta, parsers=parsers, pin=pin)
+    return SlurmInfo(meta=meta, parsers=parsers, pin=pin, cluster_name=cluster_name,
+                     job_script_stored=stored)
 
 
 class CycleResult(msgspec.Struct, kw_only=True):
@@ -117,9 +163,15 @@ class SlurmSource:
 
     def __init__(self, runner: Runner, info: SlurmInfo, *, cluster: str | None = None,
                  max_detail_jobs: int = 500, topology_max_age: float = 3600.0,
-                 timeout: float | None = None) -> None:
+                 timeout: float | None = None, detail_mode: str = "auto",
+                 fetch_batch_scripts: bool | None = None) -> None:
+        if detail_mode not in DETAIL_MODES:
+            raise ValueError(f"detail_mode must be one of {DETAIL_MODES}, not {detail_mode!r}")
         self.runner = runner
         self.info = info
+        self.detail_mode = detail_mode
+        self.fetch_batch_scripts = fetch_batch_scripts
+        """None: fetch scripts for newly detailed jobs iff ``info.job_script_stored``."""
         self.cluster = cluster
         self.max_detail_jobs = max_detail_jobs
         self.topology_max_age = topology_max_age
@@ -143,32 +195,73 @@ class SlurmSource:
         result = await self.runner.run(argv, timeout=self.timeout)
         return parse_squeue_listing(result.stdout)
 
+    def _detail_mode(self) -> str:
+        if self.detail_mode != "auto":
+            return self.detail_mode
+        return "squeue-json" if self.info.squeue_json_filters else "scontrol-text"
+
     async def details(self, job_ids: Sequence[int]) -> list[JobRecord]:
         """slurmctld records for ``job_ids``, in one call whatever their number."""
         if not job_ids:
             return []
         wanted = set(job_ids)
-        if self.info.squeue_json_filters:
-            argv = ["squeue", self.info.json_flag, "-a", "-j",
-                    ",".join(str(i) for i in sorted(wanted)), *self._cluster_args()]
+        if self._detail_mode() == "squeue-json":
+            # Before 24.05.1 squeue --json ignores -j and dumps every job (filtered below).
+            # --states=all: from 23.02 `squeue --json -j` leaves out jobs that have ended
+            # (seen on 24.11.5 and 26.05.5), so a job that ends between the listing and
+            # this call would be lost; within MinJobAge it still has its job_resources.
+            ids = ["-j", ",".join(str(i) for i in sorted(wanted))] \
+                if self.info.squeue_json_filters else []
+            argv = ["squeue", self.info.json_flag, "-a", "--states=all", *ids,
+                    *self._cluster_args()]
             try:
                 result = await self.runner.run(argv, timeout=self.timeout)
             except SlurmCommandFailed as exc:
                 # `squeue -j <one id>` fails with "Invalid job id" once the job is purged
+                # (several ids, some purged: exit 0 and only the known ones)
                 if "invalid job id" in exc.stderr.lower():
                     return []
                 raise
             jobs = parse_jobs(result.stdout, source="squeue", topology=self.topology).jobs
         else:
             # ≤ 24.05.0: squeue --json ignores -j; ≤ 22.05: no scontrol --json. The text
-            # dump of every job is cheap (≈0.00 s per job on 22.05) and carries CPU_IDs.
+            # dump of every job carries CPU_IDs and GRES IDX and is far cheaper than the
+            # squeue --json dump on 22.05 (bench/bench_slurm_detail_22_05.py, 2,000
+            # held + live jobs on the testbed: see the figures there and below).
             argv = ["scontrol", "show", "job", "-d", "-o", *self._cluster_args()]
             result = await self.runner.run(argv, timeout=self.timeout)
             jobs = parse_scontrol_jobs(result.stdout, cluster=self.cluster or
-                                       self.info.meta.cluster,
+                                       self.info.meta.cluster or self.info.cluster_name,
                                        version=self.info.meta.release,
                                        topology=self.topology)
         return [j for j in jobs if j.job_id in wanted]
+
+    async def batch_scripts(self, jobs: Sequence[int | JobRecord]) -> dict[int, str]:
+        """Batch scripts of ``jobs`` (ids or records) from slurmdbd, in one call whatever
+        their number.
+
+        Only useful where ``AccountingStoreFlags=job_script`` (``info.job_script_stored``);
+        otherwise Slurm has no script and this returns ``{}``. Jobs without a script
+        (``salloc``/``srun`` allocations) are left out. Pass records for array tasks:
+        the text form before 23.02 names them ``ARRAYID_TASKID``.
+        """
+        if not jobs:
+            return {}
+        wanted = {j if isinstance(j, int) else j.job_id for j in jobs}
+        aliases = {f"{j.array_job_id}_{j.array_task_id}": j.job_id for j in jobs
+                   if isinstance(j, JobRecord) and j.array_job_id is not None
+                   and j.array_task_id is not None}
+        ids = ",".join(str(i) for i in sorted(wanted))
+        if self.info.has_sacct_script_json:
+            argv = ["sacct", self.info.json_flag, "--allusers", "-X", "-B", "-j", ids,
+                    *self._cluster_args()]
+            result = await self.runner.run(argv, timeout=self.timeout)
+            jobs = parse_jobs(result.stdout, source="sacct").jobs
+            return {j.job_id: j.batch_script for j in jobs
+                    if j.batch_script and j.job_id in wanted}
+        argv = ["sacct", "--allusers", "-X", "-B", "-j", ids, *self._cluster_args()]
+        result = await self.runner.run(argv, timeout=self.timeout)
+        return parse_batch_scripts(result.stdout, wanted, aliases)
 
     async def refresh_topology(self) -> dict[str, NodeTopology]:
         """One node listing (``scontrol show node --json``; ``sinfo --json`` ≤ 22.05)."""
@@ -200,12 +293,40 @@ class SlurmSource:
         need = sorted(i for i, state in live.items()
                       if state in _LIVE_DETAIL_STATES and i not in captured)
         batch, deferred = need[:self.max_detail_jobs], need[self.max_detail_jobs:]
+        refreshed = False
         if batch and self._topology_stale(()):
             await self.refresh_topology()
+            refreshed = True
         details = await self.details(batch)
         hosts = {h for job in details for h in job.nodes}
-        if hosts and self._topology_stale(hosts) and self.runner.calls - before < 4:
+        if hosts and not refreshed and self._topology_stale(hosts):
             await self.refresh_topology()
+            details = [_with_topology(job, self.topology) for job in details]
+        if details and self._want_scripts():
+            scripts = await self.batch_scripts(details)
+            details = [msgspec.structs.replace(job, batch_script=scripts[job.job_id])
+                       if job.job_id in scripts else job for job in details]
         return CycleResult(accounting=accounting, live=live, details=details,
                            deferred=tuple(deferred), topology=self.topology,
                            calls=self.runner.calls - before)
+
+    def _want_scripts(self) -> bool:
+        if self.fetch_batch_scripts is not None:
+            return self.fetch_batch_scripts
+        return self.info.job_script_stored is True
+
+
+def _with_topology(job: JobRecord, topology: Mapping[str, NodeTopology]) -> JobRecord:
+    """Fill sockets/cores/threads of per-node resources read before a topology refresh."""
+    if not any(r.sockets is None and r.hostname in topology for r in job.resources):
+        return job
+    resources = []
+    for res in job.resources:
+        topo = topology.get(res.hostname)
+        if res.sockets is None and topo is not None:
+            res = msgspec.structs.replace(
+                res, sockets=topo.sockets, cores_per_socket=res.cores_per_socket or
+                topo.cores_per_socket, threads_per_core=res.threads_per_core or
+                topo.threads_per_core)
+        resources.append(res)
+    return msgspec.structs.replace(job, resources=tuple(resources))

@@ -13,10 +13,17 @@ from __future__ import annotations
 import calendar
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from cc_slurm_adapter.slurm.gres import gpus_from_detail
 from cc_slurm_adapter.slurm.record import ExitCode, JobRecord, NodeResources, NodeTopology
+from cc_slurm_adapter.slurm.tres import (
+    ctld_memory,
+    gpus_from_tres,
+    gpus_requested,
+    mem_to_mb,
+    parse_tres_string,
+)
 from cc_slurm_adapter.slurm.values import (
     FieldLog,
     as_int,
@@ -25,10 +32,11 @@ from cc_slurm_adapter.slurm.values import (
     split_state,
 )
 
-__all__ = ["parse_scontrol_jobs", "parse_squeue_listing"]
+__all__ = ["parse_batch_scripts", "parse_scontrol_jobs", "parse_squeue_listing"]
 
 _TOKEN = re.compile(r"([A-Za-z_:/]+)=(.*?)(?=\s+[A-Za-z_:/]+=|\s*$)")
 _UNSET = frozenset({"", "None", "(null)", "Unknown", "N/A", "n/a"})
+_LIVE_STATES = frozenset({"PENDING", "RUNNING", "SUSPENDED", "REQUEUED", "UNKNOWN"})
 
 
 def parse_squeue_listing(text: bytes | str) -> dict[int, str]:
@@ -82,8 +90,41 @@ def _str(fields: Mapping[str, str], key: str) -> str | None:
     return None if value is None or value in _UNSET else value
 
 
+# ≤ 25.11 ``OverSubscribe=`` carries exclusivity too (NO = --exclusive, OK = default);
+# 26.05 splits it into ``Exclusive=`` (NO/NODE/USER/MCS/TOPO) and ``OverSubscribe=``
+# (NO = default, YES/FORCE).
 _OVERSUBSCRIBE = {"NO": "exclusive", "YES": "oversubscribe", "FORCE": "oversubscribe",
                   "USER": "user", "MCS": "mcs", "TOPO": "topo"}
+_EXCLUSIVE = {"NODE": "exclusive", "YES": "exclusive", "USER": "user", "MCS": "mcs",
+              "TOPO": "topo"}
+
+
+def _shared(fields: Mapping[str, str]) -> str | None:
+    over = (fields.get("OverSubscribe") or "").upper()
+    if "Exclusive" in fields:  # 26.05+
+        mode = _EXCLUSIVE.get(fields["Exclusive"].upper())
+        if mode:
+            return mode
+        return "oversubscribe" if over in ("YES", "FORCE") else None
+    return _OVERSUBSCRIBE.get(over)
+
+
+def _first_int(value: str | None) -> int | None:
+    """``NumNodes=2`` or ``NumNodes=2-2`` (a range while pending) → 2."""
+    if not value:
+        return None
+    return as_int(value.split("-", 1)[0])
+
+
+def _exit_code(value: str | None) -> ExitCode | None:
+    """``3:0`` (return code 3) or ``0:15`` (signal 15) → :class:`ExitCode`."""
+    code, _, sig = (value or "").partition(":")
+    if not (code.isascii() and code.isdigit()):
+        return None
+    signal = as_int(sig) or None
+    if signal:  # as the JSON records of a signalled job: no return code
+        return ExitCode(status="SIGNALED", signal=signal)
+    return ExitCode(status="SUCCESS" if code == "0" else "ERROR", return_code=int(code))
 
 
 def _tokens(line: str) -> tuple[dict[str, str], list[dict[str, str]]]:
@@ -100,11 +141,106 @@ def _tokens(line: str) -> tuple[dict[str, str], list[dict[str, str]]]:
     return fields, groups
 
 
+def _resources(groups: list[dict[str, str]], topology: Mapping[str, NodeTopology] | None,
+               ) -> tuple[NodeResources, ...]:
+    out: list[NodeResources] = []
+    for grp in groups:
+        hosts = expand_hostlist(grp.get("Nodes")) or ()
+        cpu_ids = parse_index_list(grp.get("CPU_IDs", "")) or ()
+        gpus = gpus_from_detail(grp.get("GRES", "")) or ()
+        for host in hosts:
+            topo = topology.get(host) if topology else None
+            out.append(NodeResources(
+                hostname=host, cpu_ids=cpu_ids, cpus=len(cpu_ids) or None, gpus=gpus,
+                memory_mb=mem_to_mb(grp.get("Mem")),
+                sockets=topo.sockets if topo else None,
+                cores_per_socket=topo.cores_per_socket if topo else None,
+                threads_per_core=topo.threads_per_core if topo else None))
+    return tuple(out)
+
+
+def _job(line: str, flog: FieldLog, cluster: str | None, version: str | None,
+         topology: Mapping[str, NodeTopology] | None) -> JobRecord | None:
+    fields, groups = _tokens(line.strip())
+    job_id = as_int(fields.get("JobId"))
+    flog.start(job_id)
+    if job_id is None:
+        return None
+    base, flags = split_state(fields.get("JobState"))
+    if base is None:
+        flog.note("JobState", "missing")
+    state = base or "UNKNOWN"
+    user, uid = _name_id(fields.get("UserId"))
+    group, _gid = _name_id(fields.get("GroupId"))
+    nodes = expand_hostlist(_str(fields, "NodeList"))
+    if nodes is None:
+        flog.note("NodeList", f"not a valid hostlist: {fields.get('NodeList', '')[:60]!r}")
+        nodes = ()
+    limit, unlimited = _minutes(fields.get("TimeLimit"))
+    start = _time(fields.get("StartTime"))
+    end = _time(fields.get("EndTime"))
+    if state == "PENDING":
+        start = None  # the scheduler's expected start
+    if state in _LIVE_STATES:
+        end = None  # start + time limit: the expected end
+    array_job = as_int(fields.get("ArrayJobId")) or None
+    task = fields.get("ArrayTaskId")
+    array_task = as_int(task) if array_job else None
+    het_job = as_int(fields.get("HetJobId")) or None
+    # ≤ 23.02: one TRES= (the allocation once there is one, else the request: pending,
+    # or cancelled before it started); 23.11+: ReqTRES= and AllocTRES= ("(null)").
+    if "AllocTRES" in fields or "ReqTRES" in fields:
+        tres = parse_tres_string(fields.get("AllocTRES"))
+        tres_req = parse_tres_string(fields.get("ReqTRES"))
+    elif state == "PENDING" or not nodes:
+        tres, tres_req = {}, parse_tres_string(fields.get("TRES"))
+    else:
+        tres, tres_req = parse_tres_string(fields.get("TRES")), {}
+    cpus = as_int(fields.get("NumCPUs"))
+    node_count = _first_int(fields.get("NumNodes"))
+    resources = _resources(groups, topology)
+    gpus = gpus_from_tres(tres)
+    if gpus is None and any(r.gpus for r in resources):
+        gpus = sum(1 for r in resources for g in r.gpus if g.kind == "gpu")
+    if gpus is None and state != "PENDING":
+        gpus = gpus_requested(fields.get("TresPerJob"), 1) or gpus_requested(
+            fields.get("TresPerNode"), node_count or len(nodes) or 1)
+    return JobRecord(
+        source="scontrol", job_id=job_id, slurm_version=version, cluster=cluster,
+        array_job_id=array_job, array_task_id=array_task,
+        array_task_string=task if array_job and array_task is None and task else None,
+        het_job_id=het_job,
+        het_job_offset=as_int(fields.get("HetJobOffset")) if het_job else None,
+        user=user, user_id=uid, group=group, account=_str(fields, "Account"),
+        partition=_str(fields, "Partition"), qos=_str(fields, "QOS"),
+        name=_str(fields, "JobName"), submit_time=_time(fields.get("SubmitTime")),
+        start_time=start, end_time=end,
+        elapsed_s=(end - start) if start is not None and end is not None else None,
+        state=state, state_flags=flags, state_reason=_str(fields, "Reason"),
+        exit_code=_exit_code(fields.get("ExitCode")),
+        derived_exit_code=_exit_code(fields.get("DerivedExitCode")),
+        nodes=nodes, node_count=node_count, cpus=cpus, gpus=gpus,
+        resources=resources, tres_alloc=tres,
+        requested_memory_mb=ctld_memory(tres, tres_req, _str(fields, "MinMemoryNode"),
+                                        _str(fields, "MinMemoryCPU"), cpus,
+                                        node_count or len(nodes) or None, flog),
+        time_limit_min=limit, unlimited_time=unlimited, shared=_shared(fields),
+        comment=_str(fields, "Comment"), work_dir=_str(fields, "WorkDir"),
+        submit_line=_str(fields, "SubmitLine"),  # 23.02+
+        sluid=_str(fields, "SLUID"),  # 25.11+
+        batch_host=_str(fields, "BatchHost"), warnings=flog.take())
+
+
 def parse_scontrol_jobs(text: bytes | str, *, cluster: str | None = None,
                         version: str | None = None,
                         topology: Mapping[str, NodeTopology] | None = None,
                         ) -> list[JobRecord]:
-    """Parse ``scontrol show job -d -o`` (one job per line) into records."""
+    """Parse ``scontrol show job -d -o`` (one job per line) into records.
+
+    Fields mean what they mean in the JSON records (``parse``): TRES and memory go
+    through the same helpers, the expected start/end of live jobs are dropped, and a
+    field that does not read costs that field only.
+    """
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
     flog = FieldLog(f"{version or '?'}/scontrol-text")
@@ -112,65 +248,43 @@ def parse_scontrol_jobs(text: bytes | str, *, cluster: str | None = None,
     for line in text.splitlines():
         if "JobId=" not in line:
             continue
-        fields, groups = _tokens(line.strip())
-        job_id = as_int(fields.get("JobId"))
-        flog.start(job_id)
-        if job_id is None:
-            continue
-        state, flags = split_state(fields.get("JobState"))
-        if state is None:
-            flog.note("JobState", "missing")
-        user, uid = _name_id(fields.get("UserId"))
-        group, _gid = _name_id(fields.get("GroupId"))
-        nodes = expand_hostlist(_str(fields, "NodeList")) or ()
-        limit, unlimited = _minutes(fields.get("TimeLimit"))
-        resources: list[NodeResources] = []
-        for grp in groups:
-            hosts = expand_hostlist(grp.get("Nodes")) or ()
-            cpu_ids = parse_index_list(grp.get("CPU_IDs", "")) or ()
-            gpus = gpus_from_detail(grp.get("GRES", "")) or ()
-            for host in hosts:
-                topo = topology.get(host) if topology else None
-                resources.append(NodeResources(
-                    hostname=host, cpu_ids=cpu_ids, cpus=len(cpu_ids) or None, gpus=gpus,
-                    memory_mb=as_int(grp.get("Mem")),
-                    sockets=topo.sockets if topo else None,
-                    cores_per_socket=topo.cores_per_socket if topo else None,
-                    threads_per_core=topo.threads_per_core if topo else None))
-        exit_code = None
-        code, _, sig = (fields.get("ExitCode") or "").partition(":")
-        if code.isdigit():
-            signal = as_int(sig) or None
-            exit_code = ExitCode(status="SIGNALED" if signal else (
-                "SUCCESS" if code == "0" else "ERROR"), return_code=int(code), signal=signal)
-        start = _time(fields.get("StartTime"))
-        end = _time(fields.get("EndTime"))
-        state = state or "UNKNOWN"
-        if state == "PENDING":
-            start = None
-        if state in ("PENDING", "RUNNING", "SUSPENDED", "REQUEUED"):
-            end = None
-        array_job = as_int(fields.get("ArrayJobId")) or None
-        het_job = as_int(fields.get("HetJobId")) or None
-        mem_node = as_int((_str(fields, "MinMemoryNode") or "").rstrip("M"))
-        tres = dict(item.partition("=")[::2] for item in (fields.get("TRES") or "").split(",")
-                    if "=" in item)
-        jobs.append(JobRecord(
-            source="scontrol", job_id=job_id, slurm_version=version,
-            cluster=cluster, array_job_id=array_job,
-            array_task_id=as_int(fields.get("ArrayTaskId")) if array_job else None,
-            het_job_id=het_job,
-            het_job_offset=as_int(fields.get("HetJobOffset")) if het_job else None,
-            user=user, user_id=uid, group=group, account=_str(fields, "Account"),
-            partition=_str(fields, "Partition"), qos=_str(fields, "QOS"),
-            name=_str(fields, "JobName"), submit_time=_time(fields.get("SubmitTime")),
-            start_time=start, end_time=end, state=state, state_flags=flags,
-            state_reason=_str(fields, "Reason"), exit_code=exit_code, nodes=nodes,
-            node_count=as_int(fields.get("NumNodes")), cpus=as_int(fields.get("NumCPUs")),
-            resources=tuple(resources), tres_alloc=tres,
-            requested_memory_mb=mem_node * len(nodes) if mem_node and nodes else None,
-            time_limit_min=limit, unlimited_time=unlimited,
-            shared=_OVERSUBSCRIBE.get((fields.get("OverSubscribe") or "").upper()),
-            comment=_str(fields, "Comment"), work_dir=_str(fields, "WorkDir"),
-            batch_host=_str(fields, "BatchHost"), warnings=flog.take()))
+        record = _job(line, flog, cluster, version, topology)
+        if record is not None:
+            jobs.append(record)
     return jobs
+
+
+_SCRIPT_HEADER = re.compile(r"^Batch Script for (\d+(?:_\d+)?)\n-{20,}\n", re.MULTILINE)
+
+
+def parse_batch_scripts(text: bytes | str, wanted: Collection[int] = (),
+                        aliases: Mapping[str, int] | None = None) -> dict[int, str]:
+    """``sacct -B -j IDS`` text (the only bulk form before 23.02) → job id → script.
+
+    Each job is ``Batch Script for ID``, a line of dashes, then the script; ``NONE``
+    when slurmdbd has none (``AccountingStoreFlags`` without ``job_script``, or a job
+    that is not a batch job). Array tasks are headed ``ARRAYID_TASKID`` even when asked
+    for by their own job id (seen on 22.05.8): ``aliases`` maps such names to job ids.
+    Only headers of ``wanted`` ids and array tasks split (when ``wanted`` is given), so
+    a script that prints such a header itself mostly stays in one piece.
+    """
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    names = dict(aliases or {})
+
+    def job_id(name: str) -> int | None:
+        if name in names:
+            return names[name]
+        return int(name) if name.isdigit() else None
+
+    heads = [(m, job_id(m.group(1))) for m in _SCRIPT_HEADER.finditer(text)]
+    # split at wanted ids, and at every array-task header (dropped when not resolvable)
+    heads = [(m, i) for m, i in heads
+             if (i is not None and (not wanted or i in wanted)) or "_" in m.group(1)]
+    out: dict[int, str] = {}
+    for n, (head, ident) in enumerate(heads):
+        end = heads[n + 1][0].start() if n + 1 < len(heads) else len(text)
+        body = text[head.end():end].rstrip("\n")
+        if ident is not None and body.strip() and body.strip() != "NONE":
+            out[ident] = body + "\n"
+    return out

@@ -15,8 +15,12 @@ from cc_slurm_adapter.errors import (
 )
 from cc_slurm_adapter.slurm.record import SlurmMeta
 from cc_slurm_adapter.slurm.runner import CommandResult, CommandRunner, FakeRunner, slurm_env
-from cc_slurm_adapter.slurm.source import SlurmInfo, SlurmSource, detect_slurm
-from cc_slurm_adapter.slurm.text import parse_scontrol_jobs, parse_squeue_listing
+from cc_slurm_adapter.slurm.source import SlurmInfo, SlurmSource, detect_slurm, parse_config
+from cc_slurm_adapter.slurm.text import (
+    parse_batch_scripts,
+    parse_scontrol_jobs,
+    parse_squeue_listing,
+)
 
 PY = sys.executable
 
@@ -86,8 +90,9 @@ def _fake_slurm(n_running: int, version: tuple[int, int, int], sample: dict[str,
             return json.dumps({"meta": meta, "jobs": [], "errors": []}).encode()
         if exe == "squeue" and "%A %T" in argv:
             return "\n".join(f"{1000 + i} RUNNING" for i in range(n_running)).encode()
-        if exe == "squeue":
-            ids = [int(x) for x in argv[argv.index("-j") + 1].split(",")]
+        if exe == "squeue":  # 22.05's squeue --json ignores -j: then every job
+            ids = ([int(x) for x in argv[argv.index("-j") + 1].split(",")] if "-j" in argv
+                   else [1000 + i for i in range(n_running)])
             return json.dumps({"meta": meta, "jobs": [job(i - 1000) for i in ids]}).encode()
         if exe == "scontrol" and "job" in argv:
             return "\n".join(
@@ -168,3 +173,111 @@ def test_scontrol_text_detail() -> None:
         ("n1", (0, 1), [0]), ("n2", (2, 3), [1])]
     assert job.exit_code is not None and job.exit_code.signal == 15
     assert job.comment == "hello world" and job.work_dir == "/home/alice"
+
+
+def _config(*, script: bool) -> bytes:
+    flags = "job_comment,job_script" if script else "(null)"
+    return (f"Configuration data as of 2026-11-25T18:00:00\n"
+            f"AccountingStoreFlags    = {flags}\nClusterName             = testcluster\n"
+            f"MinJobAge               = 300 sec\n").encode()
+
+
+def _scripted(n_running: int, version: tuple[int, int, int], sample: dict[str, object],
+              *, script: bool) -> FakeRunner:
+    """_fake_slurm plus `scontrol show config` and `sacct -B` (JSON or text)."""
+    base = _fake_slurm(n_running, version, sample)
+    meta = _meta(*version)
+
+    def handler(argv: tuple[str, ...]) -> bytes | CommandResult:
+        if argv[:3] == ("scontrol", "show", "config"):
+            return _config(script=script)
+        if argv[0] == "sacct" and "-B" in argv:
+            ids = [int(x) for x in argv[argv.index("-j") + 1].split(",")]
+            if any(a.startswith("--json") for a in argv):
+                return json.dumps({"meta": meta, "jobs": [
+                    {"job_id": i, "state": {"current": ["RUNNING"]}, "time": {},
+                     "script": f"#!/bin/sh\necho {i}\n"} for i in ids]}).encode()
+            return "".join(f"Batch Script for {i}\n{'-' * 80}\n#!/bin/sh\necho {i}\n\n"
+                           for i in ids).encode()
+        return base.handler(argv)
+
+    return FakeRunner(handler)
+
+
+async def test_detect_reads_cluster_name_and_job_script_flag() -> None:
+    info = await detect_slurm(_scripted(0, (24, 11, 5), {}, script=True))
+    assert (info.cluster_name, info.job_script_stored) == ("testcluster", True)
+    info = await detect_slurm(_scripted(0, (22, 5, 8), {}, script=False))
+    assert (info.cluster_name, info.job_script_stored) == ("testcluster", False)
+    # scontrol refuses (the convert tests' fake does): both unknown, detection goes on
+    def refuse(argv: tuple[str, ...]) -> bytes | CommandResult:
+        if argv[0] == "scontrol":
+            raise SlurmCommandFailed("scontrol exited 1", argv=argv, returncode=1, stderr="")
+        return json.dumps({"meta": _meta(22, 5, 8), "jobs": []}).encode()
+    info = await detect_slurm(FakeRunner(refuse))
+    assert (info.cluster_name, info.job_script_stored, info.meta.release) == (
+        None, None, "22.05.8")
+
+
+@pytest.mark.parametrize("version", [(22, 5, 8), (24, 11, 5)])
+async def test_batch_scripts_one_call_per_cycle(version: tuple[int, int, int],
+                                                slurm_json: Path) -> None:
+    """With AccountingStoreFlags=job_script: one `sacct -B -j` per cycle, at any scale."""
+    sample = json.loads((slurm_json / "25.11/slurmrestd_v0.0.44/"
+                         "slurm-job-gpus-multi-nodes.json").read_bytes())["jobs"][0]
+    counts = []
+    for n in (10, 2_000):
+        runner = _scripted(n, version, sample, script=True)
+        info = await detect_slurm(runner)
+        result = await SlurmSource(runner, info, max_detail_jobs=5_000).cycle(0, 60)
+        assert len(result.details) == n
+        assert all(j.batch_script == f"#!/bin/sh\necho {j.job_id}\n" for j in result.details)
+        scripts = [a for a in runner.argvs if "-B" in a]
+        assert len(scripts) == 1 and ("-X" in scripts[0]) and ("--allusers" in scripts[0])
+        assert any(a.startswith("--json") for a in scripts[0]) == (version >= (23, 2, 0))
+        counts.append(result.calls)
+    assert counts[0] == counts[1] == 5
+    # not stored: no script call; forced off: none either
+    runner = _scripted(10, version, sample, script=False)
+    result = await SlurmSource(runner, await detect_slurm(runner)).cycle(0, 60)
+    assert result.calls == 4 and not any("-B" in a for a in runner.argvs)
+
+
+async def test_detail_modes_and_states_all() -> None:
+    runner = _fake_slurm(3, (24, 11, 5), {"job_state": ["RUNNING"]})
+    info = await detect_slurm(runner)
+    await SlurmSource(runner, info).details([1000, 1001])
+    argv = runner.argvs[-1]
+    assert argv[:2] == ("squeue", "--json=v0.0.43") and "--states=all" in argv
+    assert argv[argv.index("-j") + 1] == "1000,1001"
+    jobs = await SlurmSource(runner, info, detail_mode="scontrol-text").details([1001])
+    assert runner.argvs[-1][:5] == ("scontrol", "show", "job", "-d", "-o")
+    assert [j.job_id for j in jobs] == [1001]
+    old = _fake_slurm(3, (22, 5, 8), {"job_id": 1000, "job_state": "RUNNING"})
+    info = await detect_slurm(old)
+    await SlurmSource(old, info, detail_mode="squeue-json").details([1000])
+    assert "-j" not in old.argvs[-1]  # 22.05 squeue --json ignores -j: filtered here
+    with pytest.raises(ValueError):
+        SlurmSource(old, info, detail_mode="sinfo")
+
+
+def test_batch_script_text_forms() -> None:
+    dash = "-" * 80
+    # 22.05.8: a blank line after each script; array tasks headed ARRAYID_TASKID
+    text = (f"Batch Script for 58\n{dash}\n#!/bin/bash\nsrun hostname\n\n"
+            f"Batch Script for 58_1\n{dash}\nNONE\n\n"
+            f"Batch Script for 58_2\n{dash}\n#!/bin/sh\nsleep 6\n\n"
+            f"Batch Script for 61\n{dash}\nNONE\n")
+    assert parse_batch_scripts(text, {58, 59, 60, 61}, {"58_1": 59, "58_2": 60}) == {
+        58: "#!/bin/bash\nsrun hostname\n", 60: "#!/bin/sh\nsleep 6\n"}
+    # an unresolvable array header still ends the previous script
+    assert parse_batch_scripts(text, {58}) == {58: "#!/bin/bash\nsrun hostname\n"}
+    # a script that prints a header of a job not asked for stays whole
+    inner = f"#!/bin/sh\ncat <<EOF\nBatch Script for 7\n{dash}\nEOF\n"
+    assert parse_batch_scripts(f"Batch Script for 5\n{dash}\n{inner}", {5}) == {5: inner}
+
+
+def test_parse_config() -> None:
+    conf = parse_config(_config(script=True))
+    assert conf["ClusterName"] == "testcluster"
+    assert conf["AccountingStoreFlags"] == "job_comment,job_script"
