@@ -23,7 +23,7 @@ STATES = ["COMPLETED", "RUNNING", "SUSPENDED", "COMPLETING", "PENDING", "CANCELL
           "SOMETHING_NEW"]
 FLAGS = ["COMPLETING", "CONFIGURING", "REQUEUED", "STAGE_OUT", "SIGNALING", "RESIZING"]
 
-text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=30)
+text = st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=30)
 maybe_text = st.none() | text
 epoch = st.integers(min_value=0, max_value=2**33)
 small = st.none() | st.integers(min_value=0, max_value=64)

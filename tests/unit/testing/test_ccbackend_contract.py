@@ -38,7 +38,7 @@ class Case:
     path: str
     body: Any
     status: int
-    expect: bytes | Callable[[httpx.Response], None] | None
+    expect: bytes | Callable[[httpx.Response], object] | None
     setup: list[tuple[str, str, Any]] = field(default_factory=list)
     auth: str = "ok"
     raw: bytes | None = None
@@ -50,7 +50,7 @@ def unknown_key(profile: str, key: str, value: Any) -> Case:
                 err(BAD_REQ, f'parsing request body failed: json: unknown field "{key}"'))
 
 
-def _job_body(check: Callable[[dict[str, Any]], None]) -> Callable[[httpx.Response], None]:
+def _job_body(check: Callable[[dict[str, Any]], object]) -> Callable[[httpx.Response], None]:
     def inner(resp: httpx.Response) -> None:
         check(resp.json())
     return inner
