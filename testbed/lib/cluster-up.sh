@@ -26,38 +26,10 @@ export SLURM_CONF=$ETC/slurm.conf
 NODES=(node1 node2)
 GPUS_PER_NODE=2
 
-log() { printf '[testbed %s %s] %s\n' "$TB_RELEASE" "$(date +%H:%M:%S)" "$*" >&2; }
-die() {
-    log "ERROR: $*"
-    exit 1
-}
-proc_running() {
-    local st
-    st=$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null) || return 1
-    [[ -n $st && $st != Z && $st != X ]]
-}
-pid_alive() {
-    local f=$1 comm=$2 pid
-    [[ -s $f ]] || return 1
-    # first line only: 24.11's slurmctld rewrites its pid file on `scontrol reconfigure`
-    # without truncating it ("695\n6\n" after "32206\n")
-    pid=$(head -n 1 "$f" | tr -dc '0-9')
-    [[ -n $pid ]] && proc_running "$pid" || return 1
-    [[ $(cat "/proc/$pid/comm" 2>/dev/null) == "$comm"* ]] || return 1
-    echo "$pid"
-}
-wait_for() {
-    local secs=$1 what=$2
-    shift 2
-    local deadline=$((SECONDS + secs))
-    until "$@" >/dev/null 2>&1; do
-        if ((SECONDS >= deadline)); then
-            log "timed out after ${secs}s waiting for: $what"
-            return 1
-        fi
-        sleep 0.2
-    done
-}
+# shellcheck source=proc.sh
+source "$(dirname "${BASH_SOURCE[0]}")/proc.sh"
+log() { tb_log "$@"; }
+die() { tb_die "$@"; }
 tail_log() { if [[ -f $1 ]]; then tail -n 30 "$1" >&2; fi; }
 
 for b in munged munge unmunge mariadbd mariadb-install-db mariadb slurmdbd slurmctld slurmd \
