@@ -233,7 +233,7 @@ class SlurmSource:
             jobs = parse_scontrol_jobs(result.stdout, cluster=self.cluster or
                                        self.info.meta.cluster or self.info.cluster_name,
                                        version=self.info.meta.release,
-                                       topology=self.topology)
+                                       topology=self.topology, only=wanted)
         return [j for j in jobs if j.job_id in wanted]
 
     async def batch_scripts(self, jobs: Sequence[int | JobRecord]) -> dict[int, str]:

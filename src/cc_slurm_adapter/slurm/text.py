@@ -231,15 +231,25 @@ def _job(line: str, flog: FieldLog, cluster: str | None, version: str | None,
         batch_host=_str(fields, "BatchHost"), warnings=flog.take())
 
 
+def _line_job_id(line: str) -> int | None:
+    """The id of a ``JobId=123 JobName=…`` line without tokenising it."""
+    if not line.startswith("JobId="):
+        return None
+    end = line.find(" ", 6)
+    ident = line[6:end if end != -1 else len(line)]
+    return int(ident) if ident.isascii() and ident.isdigit() else None
+
+
 def parse_scontrol_jobs(text: bytes | str, *, cluster: str | None = None,
                         version: str | None = None,
                         topology: Mapping[str, NodeTopology] | None = None,
-                        ) -> list[JobRecord]:
+                        only: Collection[int] | None = None) -> list[JobRecord]:
     """Parse ``scontrol show job -d -o`` (one job per line) into records.
 
     Fields mean what they mean in the JSON records (``parse``): TRES and memory go
     through the same helpers, the expected start/end of live jobs are dropped, and a
-    field that does not read costs that field only.
+    field that does not read costs that field only. ``only``: parse just these job ids
+    (the other lines are skipped by their ``JobId=`` prefix, untokenised).
     """
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
@@ -247,6 +257,8 @@ def parse_scontrol_jobs(text: bytes | str, *, cluster: str | None = None,
     jobs: list[JobRecord] = []
     for line in text.splitlines():
         if "JobId=" not in line:
+            continue
+        if only is not None and _line_job_id(line.lstrip()) not in only:
             continue
         record = _job(line, flog, cluster, version, topology)
         if record is not None:
