@@ -13,6 +13,13 @@ ids). Reports:
   (they must be equal).
 
 Run: ``.venv/bin/python bench/bench_slurm_parse.py [--jobs N]``
+
+Measured on the project VM (2 vCPU), 100,000 jobs = 422.5 MB: parse_jobs 3.3 s vs
+json.loads 12.8 s (0.26x); peak RSS 703 MB = 1.66x the input (was 3.53x while all
+jobs were decoded up front; now each job is decoded from its ``msgspec.Raw`` slice
+just before it is normalised, so what remains is the input plus the records). Typed
+structs for sacct's nested objects were tried on top: no measurable change in time
+or RSS (30,000 jobs: 1.06 s vs 1.02 s, 1.76x either way), so the loose form stays.
 """
 
 from __future__ import annotations

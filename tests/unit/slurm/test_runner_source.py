@@ -281,3 +281,36 @@ def test_parse_config() -> None:
     conf = parse_config(_config(script=True))
     assert conf["ClusterName"] == "testcluster"
     assert conf["AccountingStoreFlags"] == "job_comment,job_script"
+
+
+async def test_unknown_host_refreshes_topology_once_and_fills_resources() -> None:
+    """A job on a host the cached topology lacks: one refresh in that cycle, and the
+    records read before it get the node's sockets/cores/threads."""
+    nodes = [{"name": "n1", "sockets": 2, "cores": 4, "threads": 2, "cpus": 16}]
+    listing = {"jobs": "1000 RUNNING"}
+
+    def handler(argv: tuple[str, ...]) -> bytes | CommandResult:
+        if argv[0] == "sacct":
+            return json.dumps({"meta": _meta(22, 5, 8), "jobs": []}).encode()
+        if argv[0] == "squeue":
+            return listing["jobs"].encode()
+        if argv[:3] == ("scontrol", "show", "job"):
+            return (b"JobId=1000 JobState=RUNNING NodeList=n1 NumNodes=1 NumCPUs=2 Nodes=n1 "
+                    b"CPU_IDs=0-1 Mem=100 GRES=\nJobId=1001 JobState=RUNNING NodeList=n2 "
+                    b"NumNodes=1 NumCPUs=2 Nodes=n2 CPU_IDs=2-3 Mem=100 GRES=\n")
+        if argv[0] == "sinfo":
+            return json.dumps({"nodes": nodes}).encode()
+        return b""
+
+    runner = FakeRunner(handler)
+    source = SlurmSource(runner, await detect_slurm(runner))
+    first = await source.cycle(0, 60)
+    assert first.calls == 4 and first.details[0].resources[0].sockets == 2
+    nodes.append({"name": "n2", "sockets": 1, "cores": 8, "threads": 1, "cpus": 8})
+    listing["jobs"] = "1000 RUNNING\n1001 RUNNING"
+    second = await source.cycle(60, 120, captured={1000})
+    assert second.calls == 4  # sacct, listing, details, one topology refresh
+    (job,) = second.details
+    assert (job.resources[0].sockets, job.resources[0].cores_per_socket) == (1, 8)
+    third = await source.cycle(120, 180, captured={1000, 1001})
+    assert third.calls == 2
