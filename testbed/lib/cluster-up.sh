@@ -198,6 +198,8 @@ AccountingStoragePort=$TB_DBD_PORT
 # clients and slurmctld take the munge socket for slurmdbd from here, not from AuthInfo
 AccountingStoragePass=socket=$MUNGE_SOCK
 AccountingStorageTRES=$TRES
+# the job script goes to slurmdbd too (sacct -B), so the adapter can send it as metaData.jobScript
+AccountingStoreFlags=job_script
 PrologSlurmctld=$PREP
 EpilogSlurmctld=$PREP
 GresTypes=gpu

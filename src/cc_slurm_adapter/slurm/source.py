@@ -155,6 +155,8 @@ class CycleResult(msgspec.Struct, kw_only=True):
     deferred: tuple[int, ...] = ()
     """Running jobs still without details (over ``max_detail_jobs``)."""
     topology: dict[str, NodeTopology] = msgspec.field(default_factory=dict)
+    scripts: dict[int, str] = msgspec.field(default_factory=dict)
+    """Batch scripts fetched this cycle: for ``details`` and for ``scripts_wanted``."""
     calls: int = 0
 
 
@@ -287,11 +289,16 @@ class SlurmSource:
             return True
         return any(h not in self.topology for h in hosts)
 
-    async def cycle(self, start: float, end: float,
-                    captured: Collection[int] = ()) -> CycleResult:
+    async def cycle(self, start: float, end: float, captured: Collection[int] = (),
+                    scripts_wanted: Collection[int | JobRecord] = ()) -> CycleResult:
         """One poll cycle: window accounting, live listing, details for new running jobs.
 
         ``captured`` are job ids whose resources the caller already holds.
+        ``scripts_wanted`` are captured jobs whose batch script has not come yet: slurmdbd
+        can get the script after the job starts (22.05 first writes a placeholder
+        record), so the caller asks again; they share the one script call of the cycle.
+        Pass records rather than ids where you have them: before 23.02 the text output
+        heads array tasks ``ARRAYID_TASKID``, which only a record can resolve.
         """
         before = self.runner.calls
         accounting = await self.accounting(start, end)
@@ -308,13 +315,15 @@ class SlurmSource:
         if hosts and not refreshed and self._topology_stale(hosts):
             await self.refresh_topology()
             details = [_with_topology(job, self.topology) for job in details]
-        if details and self._want_scripts():
-            scripts = await self.batch_scripts(details)
+        scripts: dict[int, str] = {}
+        want = [*details, *scripts_wanted][:self.max_detail_jobs]
+        if want and self._want_scripts():
+            scripts = await self.batch_scripts(want)
             details = [msgspec.structs.replace(job, batch_script=scripts[job.job_id])
                        if job.job_id in scripts else job for job in details]
         return CycleResult(accounting=accounting, live=live, details=details,
                            deferred=tuple(deferred), topology=self.topology,
-                           calls=self.runner.calls - before)
+                           scripts=scripts, calls=self.runner.calls - before)
 
     def _want_scripts(self) -> bool:
         if self.fetch_batch_scripts is not None:

@@ -314,3 +314,25 @@ async def test_unknown_host_refreshes_topology_once_and_fills_resources() -> Non
     assert (job.resources[0].sockets, job.resources[0].cores_per_socket) == (1, 8)
     third = await source.cycle(120, 180, captured={1000, 1001})
     assert third.calls == 2
+
+
+async def test_late_scripts_share_the_cycles_one_script_call(slurm_json: Path) -> None:
+    """A script slurmdbd did not have yet is asked for again in a later cycle, in the
+    same single `sacct -B` call as the newly detailed jobs."""
+    sample = json.loads((slurm_json / "25.11/slurmrestd_v0.0.44/"
+                         "slurm-job-gpus-multi-nodes.json").read_bytes())["jobs"][0]
+    runner = _scripted(3, (24, 11, 5), sample, script=True)
+    info = await detect_slurm(runner)
+    source = SlurmSource(runner, info)
+    first = await source.cycle(0, 60)
+    captured = {job.job_id for job in first.details}
+    late = sorted(captured)[:2]
+    before = len([a for a in runner.argvs if "-B" in a])
+    second = await source.cycle(0, 60, captured=captured, scripts_wanted=late)
+    calls = [a for a in runner.argvs if "-B" in a][before:]
+    assert second.details == [] and len(calls) == 1
+    assert calls[0][calls[0].index("-j") + 1] == ",".join(map(str, late))
+    assert second.scripts == {i: f"#!/bin/sh\necho {i}\n" for i in late}
+    # nothing new and nothing wanted: no script call at all
+    third = await source.cycle(0, 60, captured=captured)
+    assert third.scripts == {} and len([a for a in runner.argvs if "-B" in a]) == before + 1
