@@ -51,7 +51,9 @@ def test_accessors_never_raise(value: object) -> None:
 
 
 def test_sentinels_and_special_values() -> None:
-    for v in (None, {}, [], 4294967294, 4294967295, 2**64 - 2, "Infinity", "NaN", True):
+    values: tuple[object, ...] = (None, {}, [], 4294967294, 4294967295, 2**64 - 2,
+                                  "Infinity", "NaN", True)
+    for v in values:
         assert as_int(v) is None
     assert is_infinite(4294967295) and not is_infinite(4294967294)
     assert as_epoch(0) is None and as_epoch({"set": True, "infinite": False, "number": 0}) is None
@@ -108,8 +110,8 @@ def test_hostlist_roundtrip(hosts: list[str]) -> None:
                                    max_size=8, unique=True)),
                 min_size=1, max_size=3))
 def test_gres_detail_roundtrip(groups: list[tuple[str | None, list[int]]]) -> None:
-    parts = []
-    want = []
+    parts: list[str] = []
+    want: list[tuple[int, str | None]] = []
     for gtype, idx in groups:
         idx.sort()
         head = f"gpu:{gtype}:{len(idx)}" if gtype else f"gpu:{len(idx)}"
