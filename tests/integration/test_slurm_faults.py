@@ -92,12 +92,12 @@ def test_slurmdbd_outage_loses_no_job(tb: SlurmTestbed) -> None:
     # Found on 22.05.8: the replayed record can read COMPLETED for a moment before its end
     # time arrives (end unset). A final state alone is not a finished record: wait for both.
     deadline = time.monotonic() + 90
-    seen: list[tuple[str, int | None]] = []
+    seen: list[tuple[str, int | None, str | None, bool]] = []
     found = None
     while time.monotonic() < deadline and found is None:
         records = asyncio.run(source.accounting(window_start, time.time() + 5))
         mine = [r for r in records if r.job_id == job_id]
-        seen += [(r.state, r.end_time) for r in mine]
+        seen += [(r.state, r.end_time, r.partition, r.provisional) for r in mine]
         found = next((r for r in mine if r.state == "COMPLETED" and r.end_time is not None
                       and r.name == "during-dbd-outage"), None)
         time.sleep(1)
@@ -105,6 +105,10 @@ def test_slurmdbd_outage_loses_no_job(tb: SlurmTestbed) -> None:
                                f"came back; seen {seen}")
     assert found.user == tb.user and found.start_time is not None
     assert found.end_time is not None and found.end_time >= found.start_time
+    assert not found.provisional
+    # every record seen before the settled one is marked provisional, so a sync waits
+    assert all(provisional for state, end, _, provisional in seen
+               if state == "COMPLETED" and end is None), seen
 
 
 def test_slurmctld_down_then_back(tb: SlurmTestbed) -> None:

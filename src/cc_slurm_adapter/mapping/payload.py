@@ -304,6 +304,9 @@ def map_job(record: JobRecord, site: Site) -> MappedJob:
     """
     cluster = site.cluster or record.cluster or None
     builder = _Builder(record, site, cluster)
+    if record.provisional:
+        return builder.skip("slurmdbd's record is provisional (a placeholder, or final "
+                            "without its end time yet): wait for the real record")
     if not _started(record):
         if map_state(record.state, record.state_flags, site.profile).state is not None:
             return builder.skip(f"never started ({record.state.lower()} before it ran): "

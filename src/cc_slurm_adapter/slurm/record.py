@@ -198,6 +198,12 @@ class JobRecord(msgspec.Struct, frozen=True, kw_only=True):
     """Slurm's unique job id (25.11 squeue, 26.05 sacct)."""
     batch_host: str | None = None
     flags: tuple[str, ...] = ()
+    provisional: bool = False
+    """slurmdbd's record is not settled yet; the next query brings the real one. Seen on
+    the testbed (22.05): a placeholder when a job starts (no partition, no requested TRES,
+    name "allocation"), and, after a slurmdbd outage, a finished job replayed as
+    COMPLETED before its end time arrives. Never take it as final (a sync should still
+    bound how long it waits)."""
 
     warnings: tuple[str, ...] = ()
 
