@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,10 @@ def test_running_and_finished_jobs_reach_the_standin(
         for name, job_id in jobs.items():
             tb.wait_sacct(job_id, timeout=90)
             line = convert(tb, adapter_config, job_id)
+            deadline = time.monotonic() + 30
+            while line["stop_job"] is None and time.monotonic() < deadline:
+                time.sleep(1)  # slurmdbd's record can still be provisional for a moment
+                line = convert(tb, adapter_config, job_id)
             stop = line["stop_job"]
             assert stop is not None, line["warnings"]
             assert stop["jobState"] == expected_state[name]
