@@ -17,22 +17,20 @@ Run: ``.venv/bin/python bench/bench_mapping.py [--jobs N] [--profile v1.5]``
 from __future__ import annotations
 
 import argparse
-import copy
 import gc
 import json
 import re
 import time
 from pathlib import Path
-from typing import Any
 
 from cc_slurm_adapter.mapping import Site, map_job
 from cc_slurm_adapter.profiles import get_profile
 from cc_slurm_adapter.slurm import parse_jobs
 from cc_slurm_adapter.topology import Topology
+from synthetic import build_document  # bench/synthetic.py, beside this script
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
-SLURM = FIXTURES / "slurm-json"
 CLUSTERS = FIXTURES / "mapping" / "clusters"
 CTLD_SEEDS = (
     "25.11/slurmrestd_v0.0.44/slurm-job-gpus-multi-nodes.json",
@@ -45,21 +43,6 @@ DB_SEEDS = ("25.11/slurmrestd_v0.0.44/slurmdb-job-timeout.json",
             "25.11/slurmrestd_v0.0.44/slurmdb-job-completed.json")
 GPU_PCI = {r"^gpu\d+$": tuple(f"0000:{i:02x}:00.0" for i in range(4)),
            r"^ia\d+$": tuple(f"0000:{i:02x}:00.0" for i in range(6))}
-
-
-def build_document(seeds: tuple[str, ...], n_jobs: int, first_id: int) -> bytes:
-    jobs_in: list[dict[str, Any]] = []
-    meta: Any = None
-    for rel in seeds:
-        doc = json.loads((SLURM / rel).read_bytes())
-        meta = meta or doc["meta"]
-        jobs_in.extend(doc["jobs"])
-    jobs = []
-    for i in range(n_jobs):
-        job = copy.deepcopy(jobs_in[i % len(jobs_in)])
-        job["job_id"] = first_id + i
-        jobs.append(job)
-    return json.dumps({"jobs": jobs, "meta": meta, "errors": [], "warnings": []}).encode()
 
 
 def make_site(profile: str) -> Site:

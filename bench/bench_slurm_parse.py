@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import copy
 import gc
 import json
 import subprocess
@@ -35,25 +34,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from synthetic import build_document  # bench/synthetic.py, beside this script
+
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "slurm-json"
 SEEDS = ("25.11/slurmrestd_v0.0.44/slurmdb-job-timeout.json",
          "25.11/slurmrestd_v0.0.44/slurmdb-job-completed.json")
-
-
-def build_document(n_jobs: int) -> bytes:
-    seeds: list[dict[str, object]] = []
-    meta: object = None
-    for rel in SEEDS:
-        doc = json.loads((FIXTURES / rel).read_bytes())
-        meta = meta or doc["meta"]
-        seeds.extend(doc["jobs"])
-    jobs = []
-    for i in range(n_jobs):
-        job = copy.deepcopy(seeds[i % len(seeds)])
-        job["job_id"] = 100_000 + i
-        jobs.append(job)
-    return json.dumps({"jobs": jobs, "meta": meta, "errors": [], "warnings": []}).encode()
 
 
 def _best(fn: object, repeat: int) -> float:
@@ -144,7 +130,7 @@ def main() -> int:
     sys.path.insert(0, str(ROOT / "src"))
     from cc_slurm_adapter.slurm.parse import parse_jobs
 
-    data = build_document(args.jobs)
+    data = build_document(SEEDS, args.jobs, 100_000)
     mb = len(data) / 1e6
     t_json = _best(lambda: json.loads(data), args.repeat)
     t_parse = _best(lambda: parse_jobs(data), args.repeat)

@@ -248,9 +248,7 @@ def _convert(key: Key, value: Any, path: str) -> Any:
             entries.append((_compile(regex, path, key.name), tuple(addresses)))
         return tuple(entries)
     if not isinstance(value, str):
-        if key.secret:
-            raise fail(f"expected a string, got {_type_name(value)}")
-        raise fail(f"expected a string, got {_type_name(value)}")
+        raise fail(f"expected a string, got {_type_name(value)}")  # never quotes the value
     if key.kind == "regex":
         return _compile(value, path, key.name) if value else None
     if key.kind == "socket":
@@ -282,17 +280,13 @@ def _suggest(name: str) -> str:
     return f"; did you mean '{close[0]}'?" if close else ""
 
 
-def _json_error(path: str, text: str, exc: json.JSONDecodeError) -> ConfigError:
-    return ConfigError(f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",
-                       path=path)
-
-
 def parse_config(text: str, path: str, *, purpose: Purpose = "daemon") -> LoadedConfig:
     """Validate the JSON text of a config file. Raises ConfigError on the first problem."""
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise _json_error(path, text, exc) from None
+        raise ConfigError(f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",
+                          path=path) from None
     if not isinstance(raw, dict):
         raise ConfigError(f"expected a JSON object at the top level, got {_type_name(raw)}",
                           path=path)

@@ -52,7 +52,7 @@ def adapter() -> Path:
 
 
 def convert(tb: SlurmTestbed, config: Path, job_id: int) -> dict[str, Any]:
-    return convert_job(adapter(), config, tb.env, job_id, tb.cluster)
+    return convert_job(adapter(), config, tb.env, job_id)
 
 
 def test_running_and_finished_jobs_reach_the_standin(

@@ -90,8 +90,8 @@ def event_listener() -> Iterator[tuple[int, Queue[dict[str, str]]]]:
         thread.join(2)
 
 
-def convert_job(adapter: Path, config: Path, env: dict[str, str], job_id: int,
-                cluster: str) -> dict[str, Any]:
+def convert_job(adapter: Path, config: Path, env: dict[str, str],
+                job_id: int) -> dict[str, Any]:
     """``cc-slurm-adapter convert --job ID``: the live Slurm read and the mapping."""
     proc = subprocess.run(
         [str(adapter), "convert", "-config", str(config), "--job", str(job_id)],
@@ -136,7 +136,7 @@ def relay(tb: SlurmTestbed, adapter: Path, config: Path, client: httpx.Client,
             if context == "epilog_slurmctld":
                 pending_stop.add(job_id)
             elif job_id not in started:
-                line = convert_job(adapter, config, env, job_id, tb.cluster)
+                line = convert_job(adapter, config, env, job_id)
                 if line["start_job"] is not None:
                     hosts = [r["hostname"] for r in line["start_job"]["resources"]]
                     answer = post(client, "start_job", line["start_job"])
@@ -144,7 +144,7 @@ def relay(tb: SlurmTestbed, adapter: Path, config: Path, client: httpx.Client,
                     started.add(job_id)
         for job_id in sorted(pending_stop):
             # The epilog runs before slurmdbd has the end time: wait until sacct has it.
-            line = convert_job(adapter, config, env, job_id, tb.cluster)
+            line = convert_job(adapter, config, env, job_id)
             if line["stop_job"] is None:
                 continue
             if job_id not in started and line["start_job"] is not None:
