@@ -463,8 +463,12 @@ def _db_job(raw: _RawJob, job_id: int, meta: SlurmMeta, flog: FieldLog) -> JobRe
     limit_raw = get(t, "limit")
     # 23.02+: {"infinite": true}; ≤ 22.05 raw 4294967295, or null as 22.05.8 writes for
     # an UNLIMITED limit (seen on the testbed; its NO_VAL/INFINITE dumper gives null).
+    # 22.05's null is also "not set" for a job that never started (held, then cancelled:
+    # 24.11/26.05 write {"set": false, "infinite": false} there), so only a job that ran
+    # reads it as unlimited.
     unlimited = is_infinite(limit_raw) or (
-        limit_raw is None and "limit" in t and (meta.plugin or "").startswith("openapi/dbv0.0.3"))
+        limit_raw is None and "limit" in t and start is not None
+        and (meta.plugin or "").startswith("openapi/dbv0.0.3"))
     comment = raw.comment
     job_comment = get(comment, "job") if isinstance(comment, Mapping) else comment
     cpus = as_int(tres_alloc.get("cpu")) or as_int(get(raw.required, "CPUs"))

@@ -146,3 +146,36 @@ def test_sacct_recordings(release: str) -> None:
     expected = ("SUCCESS", 0) if release == "22.05" else ("ERROR", 3)  # ≤ 23.02 sacct bug
     assert (fail.exit_code.status, fail.exit_code.return_code) == expected
     assert jobs[ids["twonode"]].nodes == ("node1", "node2")
+
+
+# What one job of the recorded mix must read the same on every release. Left out on
+# purpose: ids and times (each run differs), and the exit code (≤ 23.02 sacct reports
+# SUCCESS/0 for normal exits; checked per release above).
+SAME_EVERYWHERE = ("state", "user", "account", "partition", "name", "cluster", "nodes",
+                   "node_count", "cpus", "gpus", "time_limit_min", "unlimited_time",
+                   "requested_memory_mb", "array_task_id")
+
+
+def _by_name(release: str) -> dict[str, list[JobRecord]]:
+    ids = _ids(release)
+    jobs = parse_jobs((_dir(release) / "sacct_after.json").read_bytes()).jobs
+    by_name: dict[str, list[JobRecord]] = {}
+    for key, job_id in ids.items():
+        mine = [j for j in jobs if j.job_id == job_id or j.array_job_id == job_id]
+        by_name[key] = sorted(mine, key=lambda j: (j.array_task_id or 0, j.job_id))
+    return by_name
+
+
+def test_the_same_job_mix_reads_the_same_on_every_release() -> None:
+    """Cross-release equality: the same sbatch lines, recorded on 22.05, 24.11 and 26.05,
+    give the same normalised values."""
+    views = {r: _by_name(r) for r in RELEASES}
+    base = views[RELEASES[0]]
+    for key, jobs in base.items():
+        want = [tuple(getattr(j, f) for f in SAME_EVERYWHERE) for j in jobs]
+        for release in RELEASES[1:]:
+            got = [tuple(getattr(j, f) for f in SAME_EVERYWHERE)
+                   for j in views[release][key]]
+            diff = [dict((f, (a, b)) for f, a, b in zip(SAME_EVERYWHERE, w, g, strict=True)
+                         if a != b) for w, g in zip(want, got, strict=False)]
+            assert len(got) == len(want) and not any(diff), (key, release, diff)
