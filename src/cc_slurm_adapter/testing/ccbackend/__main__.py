@@ -20,6 +20,7 @@ from cc_slurm_adapter.errors import ConfigError
 from cc_slurm_adapter.profiles import PROFILES, get_profile
 
 from .clusters import ClusterConfigError, ClusterRegistry, default_cluster_files
+from .contract import release_for
 from .server import StandInApp, StandInConfig
 
 
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         profile = get_profile(args.profile)
-        if args.nats_mode and not profile.nats_job_api:
+        if args.nats_mode and not release_for(profile.name).nats_job_api:
             raise ConfigError(f"--nats-mode needs a profile with NATS job API "
                               f"(v1.5), not {profile.name}")
         clusters = ClusterRegistry.from_files(args.cluster_config or default_cluster_files())

@@ -1,7 +1,10 @@
 """Ed25519 JWTs as cc-backend issues and checks them (contract §3).
 
 Only ``alg: EdDSA`` is accepted. ``exp`` and ``nbf`` are enforced without leeway.
-Error texts follow golang-jwt v5, which cc-backend uses. A verified signature is
+Error texts follow golang-jwt v5, which cc-backend uses. Header and claims are decoded
+as Go decodes JSON into ``any`` (:mod:`.gojson`: nesting up to 10,000 levels, numbers
+as float64, so ``1e400`` and ``NaN`` make a malformed token), and the time claims are
+converted as golang-jwt converts them (see :func:`_go_unix_seconds`). A verified signature is
 cached per token string (one Ed25519 verification costs about 0.2 ms), but the
 time claims are checked again on every request.
 """
@@ -11,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,7 +32,12 @@ from cryptography.hazmat.primitives.serialization import (
     PublicFormat,
 )
 
+from .gojson import GoJSONError, loads
+
 __all__ = ["KeyPair", "TokenError", "TokenVerifier", "VerifiedToken", "extract_token"]
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_UNIX_TO_INTERNAL = 62_135_596_800  # Go's time: seconds from year 1 to 1970
 
 # Algorithms golang-jwt knows; any other name is "unavailable".
 _KNOWN_ALGS = frozenset({
@@ -115,9 +124,10 @@ class VerifiedToken:
 
     def check_times(self, now: float) -> None:
         # golang-jwt v5: exp must be in the future, nbf not in the future, no leeway.
-        if self.exp is not None and now >= self.exp:
+        current = _go_unix_seconds(now)
+        if self.exp is not None and not current < _go_unix_seconds(self.exp):
             raise TokenError("token has invalid claims: token is expired")
-        if self.nbf is not None and now < self.nbf:
+        if self.nbf is not None and current < _go_unix_seconds(self.nbf):
             raise TokenError("token has invalid claims: token is not valid yet")
 
 
@@ -176,6 +186,18 @@ class TokenVerifier:
         )
 
 
+def _go_unix_seconds(value: float) -> int:
+    """A claim's seconds as Go's time.Time holds them after golang-jwt's
+    ``time.Unix(int64(f), …)``: float→int64 beyond its range gives the minimum int64
+    (amd64), and adding the year-1 offset wraps. Measured on v1.5.4: ``exp`` 9.2e18 is
+    valid, 9.2233720e18, 1e19 and 1e300 are expired; ``nbf`` 1e19 and 1e300 are valid."""
+    whole = math.trunc(value)
+    if not _INT64_MIN <= whole <= _INT64_MAX:
+        whole = _INT64_MIN
+    wrapped = (whole + _UNIX_TO_INTERNAL + 2**63) % 2**64 - 2**63
+    return wrapped
+
+
 def _decode_segment(segment: str, what: str) -> Any:
     try:
         raw = _b64url_decode(segment)
@@ -183,8 +205,8 @@ def _decode_segment(segment: str, what: str) -> Any:
         raise TokenError(f"token is malformed: could not base64 decode {what}: {exc}"
                          ) from None
     try:
-        return json.loads(raw)
-    except ValueError as exc:
+        return loads(raw, float64_numbers=True)
+    except GoJSONError as exc:
         raise TokenError(f"token is malformed: could not JSON decode {what}: {exc}") from None
 
 
@@ -198,7 +220,7 @@ def _number(value: Any, name: str) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TokenError(f"token is malformed: invalid type for claim: {name} is invalid")
+        raise TokenError(f"token has invalid claims: invalid type for claim: {name} is invalid")
     return float(value)
 
 

@@ -1,7 +1,14 @@
 """A small HTTP/1.1 server on asyncio streams.
 
 Just enough HTTP for JSON APIs: keep-alive, ``Content-Length`` and chunked request
-bodies, one request at a time per connection. Hand-written (instead of
+bodies, one request at a time per connection. Framing errors are judged as Go's
+net/http judges them (measured against cc-backend v1.5.4): a ``Content-Length`` that is
+not plain digits (``+10``, ``1_0``) or two different ones → 400; a transfer coding other
+than chunked → 501; a chunk size that is not 1-16 hex digits (``-1``, ``0x2``) makes the
+*body* unreadable, which the handler reports (400 after authentication); an HTTP/1.1
+request without ``Host`` → 400. A request must arrive within ``read_timeout`` seconds,
+and a connection may idle that long between requests; connections beyond
+``max_connections`` are closed at once. Hand-written (instead of
 ``http.server``) because the fault injection needs control over the socket: close
 the listener to refuse connections, or drop a connection after the request has
 been processed.
@@ -11,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -20,6 +28,8 @@ __all__ = ["HTTPServer", "Request", "Response"]
 
 _MAX_HEADER = 64 * 1024
 _MAX_BODY = 64 * 1024 * 1024
+_DIGITS = re.compile(r"[0-9]+")
+_HEX = re.compile(rb"[0-9a-fA-F]+")
 
 
 @dataclass(slots=True)
@@ -31,6 +41,9 @@ class Request:
     headers: dict[str, str]
     body: bytes
     peer: str
+    body_error: str | None = None
+    """Why the body could not be read (Go's text), or None. The connection is closed
+    after the answer."""
 
 
 @dataclass(slots=True)
@@ -47,7 +60,16 @@ class Response:
 
 
 class _BadRequest(Exception):
-    pass
+    """The request cannot be framed: answer ``status`` with ``text`` and close."""
+
+    def __init__(self, text: str = "", status: int = 400) -> None:
+        super().__init__(text)
+        self.status = status
+        self.text = text
+
+
+class _BodyError(Exception):
+    """The body is unreadable (Go: the handler's body read fails)."""
 
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -58,10 +80,13 @@ class HTTPServer:
     and every open connection (connections are then refused); ``True`` re-opens
     it on the same port."""
 
-    def __init__(self, handler: Handler, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, handler: Handler, host: str = "127.0.0.1", port: int = 0, *,
+                 read_timeout: float = 20.0, max_connections: int = 1024) -> None:
         self._handler = handler
         self.host = host
         self.port = port
+        self.read_timeout = read_timeout
+        self.max_connections = max_connections
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -97,6 +122,9 @@ class HTTPServer:
                                 writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
+        if len(self._tasks) >= self.max_connections:
+            writer.transport.abort()
+            return
         self._tasks.add(task)
         self._writers.add(writer)
         peer_info = writer.get_extra_info("peername")
@@ -104,10 +132,12 @@ class HTTPServer:
         try:
             while True:
                 try:
-                    request = await self._read_request(reader, peer)
-                except _BadRequest:
-                    writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n"
-                                 b"Connection: close\r\n\r\n")
+                    request = await asyncio.wait_for(self._read_request(reader, peer),
+                                                     self.read_timeout)
+                except TimeoutError:
+                    break  # Go closes the connection without an answer
+                except _BadRequest as exc:
+                    writer.write(_plain_error(exc.status, exc.text))
                     break
                 if request is None:
                     break
@@ -121,12 +151,14 @@ class HTTPServer:
                 if response.drop:
                     writer.transport.abort()
                     break
-                keep_alive = request.headers.get("connection", "").lower() != "close"
+                keep_alive = (request.headers.get("connection", "").lower() != "close"
+                              and request.body_error is None)
                 writer.write(_encode(response, keep_alive, request.method == "HEAD"))
                 await writer.drain()
                 if not keep_alive:
                     break
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
+                ValueError):
             pass
         except asyncio.CancelledError:
             writer.transport.abort()
@@ -153,36 +185,57 @@ class HTTPServer:
         except ValueError:
             raise _BadRequest from None
         headers: dict[str, str] = {}
+        lengths: set[str] = set()
         for line in lines[1:]:
             if not line:
                 continue
             name, sep, value = line.partition(":")
             if not sep:
                 raise _BadRequest
-            headers[name.strip().lower()] = value.strip()
-        if headers.get("transfer-encoding", "").lower() == "chunked":
-            body = await _read_chunked(reader)
-        else:
+            key = name.strip().lower()
+            headers[key] = value.strip(" \t")
+            if key == "content-length":
+                lengths.add(headers[key])
+        if _version.strip() == "HTTP/1.1" and "host" not in headers:
+            raise _BadRequest("missing required Host header")
+        coding = headers.get("transfer-encoding")
+        body_error = None
+        if coding is not None:
+            if coding.lower() != "chunked":
+                raise _BadRequest("Unsupported transfer encoding", 501)
             try:
-                length = int(headers.get("content-length", "0"))
-            except ValueError:
-                raise _BadRequest from None
-            if length < 0 or length > _MAX_BODY:
+                body = await _read_chunked(reader)
+            except _BodyError as exc:
+                body, body_error = b"", str(exc)
+        else:
+            if len(lengths) > 1:
+                raise _BadRequest
+            text = headers.get("content-length", "0")
+            if _DIGITS.fullmatch(text) is None:  # Go: no sign, no "_", no spaces inside
+                raise _BadRequest
+            length = int(text)
+            if length > _MAX_BODY:
                 raise _BadRequest
             body = await reader.readexactly(length) if length else b""
         raw_path, _, query = target.partition("?")
-        return Request(method.upper(), target, unquote(raw_path), query, headers, body, peer)
+        return Request(method.upper(), target, unquote(raw_path), query, headers, body, peer,
+                       body_error)
 
 
 async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
+    """A chunked body; :class:`_BodyError` with Go's text when a size line is bad."""
     parts: list[bytes] = []
     total = 0
     while True:
         size_line = await reader.readuntil(b"\r\n")
-        try:
-            size = int(size_line.split(b";")[0].strip(), 16)
-        except ValueError:
-            raise _BadRequest from None
+        digits = size_line[:-2].split(b";")[0].rstrip(b" \t")
+        if not digits:
+            raise _BodyError("empty hex number for chunk length")
+        if len(digits) > 16:
+            raise _BodyError("http chunk length too large")
+        if _HEX.fullmatch(digits) is None:  # "-1", "+2", "0x2", "0_2" (Python's int takes them)
+            raise _BodyError("invalid byte in chunk length")
+        size = int(digits, 16)
         if size == 0:
             # trailers until an empty line
             while (await reader.readuntil(b"\r\n")) != b"\r\n":
@@ -192,7 +245,18 @@ async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
         if total > _MAX_BODY:
             raise _BadRequest
         parts.append(await reader.readexactly(size))
-        await reader.readexactly(2)
+        if await reader.readexactly(2) != b"\r\n":
+            raise _BodyError("malformed chunked encoding")
+
+
+def _plain_error(status: int, text: str) -> bytes:
+    """Go's answer to a request it cannot frame: text/plain, then close."""
+    reason = HTTPStatus(status).phrase
+    message = (f"400 Bad Request: {text}" if text else "400 Bad Request") if status == 400 \
+        else text
+    body = message.encode("latin-1", "replace")
+    return (f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
 
 
 def _encode(response: Response, keep_alive: bool, head: bool) -> bytes:

@@ -7,8 +7,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from cc_slurm_adapter.profiles import Profile, SharingKey
-
+from .contract import ServerRelease
 from .store import JobRow
 
 __all__ = ["error_body", "go_json", "render_job"]
@@ -43,7 +42,7 @@ def _resource(res: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def render_job(row: JobRow, profile: Profile, *, with_metadata: bool = True,
+def render_job(row: JobRow, profile: ServerRelease, *, with_metadata: bool = True,
                with_tags: bool = True, start_time_as_string: bool = False,
                now: float | None = None) -> dict[str, Any]:
     """The job object of a response. Running jobs report duration = now − startTime."""
@@ -59,7 +58,7 @@ def render_job(row: JobRow, profile: Profile, *, with_metadata: bool = True,
         job["partition"] = row.partition
     job["project"] = row.project
     job["user"] = row.user
-    if profile.sharing_key is SharingKey.SHARED:
+    if profile.sharing_key == "shared":
         job["shared"] = row.shared
     job["jobState"] = row.job_state
     job["resources"] = resources
@@ -78,7 +77,7 @@ def render_job(row: JobRow, profile: Profile, *, with_metadata: bool = True,
         job["walltime"] = row.walltime
     job["jobId"] = row.job_id
     job["duration"] = duration
-    if profile.sharing_key is SharingKey.EXCLUSIVE:
+    if profile.sharing_key == "exclusive":
         job["exclusive"] = row.exclusive if row.exclusive is not None else 1
     if row.smt:
         job["smt"] = row.smt

@@ -1,7 +1,8 @@
 """The stand-in's request handling: routes, auth, start/stop/query, control API.
 
-Behaviour follows ``shared/reference/cc-backend-contract.md`` for the chosen
-:class:`~cc_slurm_adapter.profiles.Profile`. The control API under ``/_standin/``
+Behaviour follows ``shared/reference/cc-backend-contract.md`` for the release named
+by the chosen :class:`~cc_slurm_adapter.profiles.Profile`; the per-release tables are
+the stand-in's own (:mod:`.contract`), not the product's. The control API under ``/_standin/``
 (no auth) switches faults, reads the audit log and runs the checker; it does not
 exist on a real cc-backend.
 """
@@ -19,25 +20,23 @@ from urllib.parse import parse_qsl
 
 import msgspec
 
-from cc_slurm_adapter.profiles import (
-    DEFAULT_PROFILE,
-    EXCLUSIVE_TO_SHARED,
-    Profile,
-    SharingKey,
-)
+from cc_slurm_adapter.profiles import DEFAULT_PROFILE, Profile
 
 from .audit import AuditLog, ExpectedJob, check
 from .auth import KeyPair, TokenError, TokenVerifier, extract_token
 from .clusters import ClusterRegistry
+from .contract import EXCLUSIVE_TO_SHARED, release_for
 from .faults import FaultPlan, FaultState
 from .http import HTTPServer, Request, Response
 from .render import error_body, go_json, render_job
 from .store import Store, StoreFailure
-from .validation import DecodeError, check_start, decode_start, decode_stop
+from .validation import DecodeError, Panic, check_start, decode_start, decode_stop
 
 __all__ = ["StandInApp", "StandInConfig"]
 
 _JOB_ID_PATH = re.compile(r"^/api/jobs/([^/]+)$")
+_GO_INT = re.compile(r"[+-]?[0-9]+")  # what strconv.ParseInt/Atoi accept (base 10)
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _NOT_FOUND_API = (b'{"status":"Resource not found",'
                   b'"error":"the requested endpoint does not exist"}\n')
 
@@ -51,6 +50,12 @@ class StandInConfig:
     """v1.5 job_cache commit worker period in seconds (0 = commit at once)."""
     db_path: str = ":memory:"
     audit_bodies: bool = True
+    read_timeout: float = 20.0
+    """Seconds a connection may take to send one request, and may sit idle between
+    requests (cc-backend's http.Server ReadTimeout; its IdleTimeout defaults to it)."""
+    max_connections: int = 1024
+    """Open connections beyond this are closed at once (Go has no cap; a test double
+    must not be exhaustible by half-open connections)."""
 
 
 class _Reply(Exception):
@@ -71,6 +76,7 @@ class StandInApp:
     def __init__(self, config: StandInConfig, clusters: ClusterRegistry) -> None:
         self.config = config
         self.profile = config.profile
+        self.release = release_for(config.profile.name)
         self.clusters = clusters
         self.store = Store(config.db_path)
         seed_hex = self.store.get_meta("ed25519_seed")
@@ -90,9 +96,11 @@ class StandInApp:
     # --- lifecycle --------------------------------------------------------------------
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.http = HTTPServer(self.handle, host, port)
+        self.http = HTTPServer(self.handle, host, port,
+                               read_timeout=self.config.read_timeout,
+                               max_connections=self.config.max_connections)
         await self.http.start()
-        if self.profile.job_cache:
+        if self.release.job_cache:
             self._commit_task = asyncio.create_task(self._commit_worker())
 
     async def close(self) -> None:
@@ -184,7 +192,7 @@ class StandInApp:
             return Response(404, b"404 page not found\n", "text/plain; charset=utf-8"), \
                 "rejected", None
         self._authenticate(req)
-        p = self.profile
+        p = self.release
         routes: dict[str, tuple[str, ...]] = {
             "/api/jobs/": ("GET",),
             "/api/clusters/": ("GET",),
@@ -194,6 +202,11 @@ class StandInApp:
             routes["/api/jobs/stop_job/"] = ("POST", "PUT")
         if p.name == "v1.5":
             routes["/api/nodestate/"] = ("POST", "PUT")
+        if p.used_nodes:
+            routes["/api/jobs/used_nodes"] = ("GET",)
+        if path == "/api/jobs/used_nodes" and req.method != "GET":
+            # chi: another method falls through to "/api/jobs/{id}" (measured: POST → 400)
+            routes.pop(path, None)
         if path in routes:
             if req.method not in routes[path]:
                 return Response(405, b"", None), "rejected", None
@@ -205,6 +218,8 @@ class StandInApp:
                 return self._get_jobs(req), "ok", None
             if path == "/api/clusters/":
                 return self._get_clusters(req)
+            if path == "/api/jobs/used_nodes":
+                return self._used_nodes(req)
             return self._node_state(req)
         if p.trailing_slash_redirect and path + "/" in routes:
             location = path + "/" + (f"?{req.query}" if req.query else "")
@@ -220,7 +235,7 @@ class StandInApp:
     # --- auth (§3) --------------------------------------------------------------------
 
     def _authenticate(self, req: Request) -> None:
-        p = self.profile
+        p = self.release
         token = extract_token(req.headers)
         if not token:
             if p.name == "v1.3":
@@ -251,17 +266,22 @@ class StandInApp:
     # --- start (§4) -------------------------------------------------------------------
 
     async def _start_job(self, req: Request) -> tuple[Response, str, dict[str, Any] | None]:
-        p = self.profile
+        p = self.release
         try:
+            if req.body_error is not None:
+                raise DecodeError(req.body_error)
             job = decode_start(req.body, p)
         except DecodeError as exc:
             raise _Reply(_error(400, f"parsing request body failed: {exc}")) from None
         info = {"jobId": job["jobId"], "cluster": job["cluster"],
                 "startTime": job["startTime"]}
-        rejection = check_start(job, p, self.clusters)
+        try:
+            rejection = check_start(job, p, self.clusters)
+        except Panic:  # chi's Recoverer: 500 with an empty body
+            return Response(500, b"", None), "error", info
         if rejection is not None:
             return _error(rejection.status, rejection.message), "rejected", info
-        if p.sharing_key is SharingKey.EXCLUSIVE:
+        if p.sharing_key == "exclusive":
             job["shared"] = EXCLUSIVE_TO_SHARED.get(job["exclusive"], "none")
         for tag in job.get("tags") or []:
             if tag is not None and p.name != "v1.3" and not tag.get("scope"):
@@ -285,8 +305,10 @@ class StandInApp:
     # --- stop (§5) --------------------------------------------------------------------
 
     async def _stop_job(self, req: Request) -> tuple[Response, str, dict[str, Any] | None]:
-        p = self.profile
+        p = self.release
         try:
+            if req.body_error is not None:
+                raise DecodeError(req.body_error)
             body = decode_stop(req.body, p)
         except DecodeError as exc:
             raise _Reply(_error(400, f"parsing request body failed: {exc}")) from None
@@ -334,7 +356,7 @@ class StandInApp:
     # --- queries (§6, §7) -------------------------------------------------------------
 
     def _get_jobs(self, req: Request) -> Response:
-        p = self.profile
+        p = self.release
         states: list[str] = []
         cluster = project = None
         start_range = None
@@ -367,9 +389,13 @@ class StandInApp:
                     items = number
             else:  # with-metadata: present means true
                 with_metadata = True
+        # Go computes the offset as items * (page - 1) in int64 (it wraps) and hands it
+        # to SQLite as uint64: from 2^63 on, SQLite fails (measured on v1.5.4: 500).
+        offset = (max(items, 0) * max(page - 1, 0)) % 2**64
+        if offset > _INT64_MAX:
+            raise _Reply(_error(500, "error iterating job rows: datatype mismatch"))
         rows = self.store.query(states=states, cluster=cluster, project=project,
-                                start_range=start_range, limit=max(items, 0),
-                                offset=max(page - 1, 0) * max(items, 0))
+                                start_range=start_range, limit=max(items, 0), offset=offset)
         now = time.time()
         jobs = [render_job(r, p, with_metadata=with_metadata, now=now) for r in rows]
         return Response(200, go_json({"jobs": jobs, "items": items, "page": page}))
@@ -398,18 +424,37 @@ class StandInApp:
         self.node_states[str(doc.get("cluster", ""))] = doc.get("nodes")
         return Response(200, b"", None), "ok", None
 
+    def _used_nodes(self, req: Request) -> tuple[Response, str, None]:
+        """§7 ``GET /api/jobs/used_nodes?ts=``: hosts of running jobs (``job`` table only,
+        as cc-backend's query reads it) with ``start_time < ts``, sorted, per cluster."""
+        raw = next((v for k, v in parse_qsl(req.query, keep_blank_values=True)
+                    if k == "ts"), "")
+        if raw == "":
+            raise _Reply(_error(400, "missing required query parameter: ts"))
+        try:
+            ts = _go_parse_int(raw, "ParseInt")
+        except ValueError as exc:
+            raise _Reply(_error(400, f"invalid timestamp format: {exc}")) from None
+        used: dict[str, set[str]] = {}
+        for row in self.store.query(states=["running"], limit=-1):
+            if row.start_time < ts:
+                hosts = used.setdefault(row.cluster, set())
+                hosts.update(str((r or {}).get("hostname", "")) for r in row.resources or [])
+        doc = {"usedNodes": {c: sorted(h) for c, h in used.items()}}
+        return Response(200, go_json(doc)), "ok", None
+
     def _job_by_id(self, req: Request, raw_id: str) -> tuple[Response, str, None]:
         try:
-            db_id = int(raw_id)
-        except ValueError:
-            raise _Reply(_error(400, "integer expected in path for id: strconv.ParseInt: "
-                                     f'parsing "{raw_id}": invalid syntax')) from None
+            db_id = _go_parse_int(raw_id, "ParseInt")
+        except ValueError as exc:
+            raise _Reply(_error(400, f"integer expected in path for id: {exc}")) from None
         if req.method not in ("GET", "POST"):
             return Response(405, b"", None), "rejected", None
         row = self.store.by_id(db_id)
         if row is None:
-            raise _Reply(_error(422, "finding job failed: sql: no rows in result set"))
-        job = render_job(row, self.profile)
+            raise _Reply(_error(422, f"finding job with db id {db_id} failed: "
+                                     "sql: no rows in result set"))
+        job = render_job(row, self.release)
         return Response(200, go_json({"Meta": job, "Data": None})), "ok", None
 
     # --- control API ------------------------------------------------------------------
@@ -459,7 +504,7 @@ class StandInApp:
                                          exp=doc.get("exp"), nbf=doc.get("nbf"))
             return {"token": token}
         if name == "jobs":
-            return {"jobs": [render_job(r, self.profile) | {"_table": r.table}
+            return {"jobs": [render_job(r, self.release) | {"_table": r.table}
                              for r in self.store.all_jobs()]}
         if name == "nodestate":
             return {"nodeStates": self.node_states}
@@ -471,9 +516,22 @@ class StandInApp:
         return None
 
 
+def _go_parse_int(text: str, func: str) -> int:
+    """Go's ``strconv.ParseInt(text, 10, 64)``/``Atoi``: ASCII digits with an optional
+    sign, int64 range; ValueError with Go's text. (Python's ``int()`` also takes
+    ``1_0``, `` 1`` and non-ASCII digits, and has no range.)"""
+    quoted = '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if _GO_INT.fullmatch(text) is None:
+        raise ValueError(f"strconv.{func}: parsing {quoted}: invalid syntax")
+    value = int(text)
+    if not _INT64_MIN <= value <= _INT64_MAX:
+        raise ValueError(f"strconv.{func}: parsing {quoted}: value out of range")
+    return value
+
+
 def _parse_int(text: str, func: str) -> int:
     try:
-        return int(text)
-    except ValueError:
-        raise _Reply(_error(400, f'strconv.{func}: parsing "{text}": invalid syntax')) from None
+        return _go_parse_int(text, func)
+    except ValueError as exc:
+        raise _Reply(_error(400, str(exc))) from None
 

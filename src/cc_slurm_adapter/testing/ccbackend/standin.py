@@ -35,6 +35,7 @@ from cc_slurm_adapter.profiles import Profile, get_profile
 
 from .audit import AuditEntry, CheckReport, ExpectedJob, check
 from .clusters import ClusterRegistry, default_cluster_files
+from .contract import release_for
 from .faults import FaultPlan
 from .server import StandInApp, StandInConfig
 
@@ -55,15 +56,17 @@ class StandIn:
                  cluster_files: Sequence[str | Path] | None = None,
                  db_path: str | Path = ":memory:", nats_mode: bool = False,
                  commit_interval: float | None = None, host: str = "127.0.0.1",
-                 port: int = 0) -> None:
+                 port: int = 0, read_timeout: float = 20.0,
+                 max_connections: int = 1024) -> None:
         prof = profile if isinstance(profile, Profile) else get_profile(profile)
-        if nats_mode and not prof.nats_job_api:
+        if nats_mode and not release_for(prof.name).nats_job_api:
             raise ValueError(f"profile {prof.name} has no NATS job API")
         files = list(cluster_files) if cluster_files else default_cluster_files()
         self._clusters = ClusterRegistry.from_files(files)
         self._config = StandInConfig(
             profile=prof, nats_mode=nats_mode, db_path=str(db_path),
-            commit_interval=120.0 if commit_interval is None else commit_interval)
+            commit_interval=120.0 if commit_interval is None else commit_interval,
+            read_timeout=read_timeout, max_connections=max_connections)
         self._host, self._port = host, port
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None

@@ -18,18 +18,16 @@ handler adds.
 from __future__ import annotations
 
 import functools
-import json
 from dataclasses import dataclass
 from typing import Any
 
-import msgspec
-
-from cc_slurm_adapter.profiles import RESOURCE_KEYS, STOP_JOB_KEYS, Profile, SharingKey
-
 from .clusters import ClusterRegistry
+from .contract import RESOURCE_KEYS, STOP_KEYS, ServerRelease
+from .gojson import BigNumber, GoJSONError, loads
 
 __all__ = [
     "DecodeError",
+    "Panic",
     "Rejection",
     "StructSpec",
     "check_start",
@@ -46,6 +44,10 @@ _INT_RANGES = {"int64": (-(2**63), 2**63 - 1), "int32": (-(2**31), 2**31 - 1),
 
 class DecodeError(Exception):
     """The body cannot be decoded into the Go struct; ``str()`` is Go's text."""
+
+
+class Panic(Exception):
+    """A request that makes the real server's handler panic (500, empty body)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +115,7 @@ _RESOURCE = StructSpec("Resource", "schema.Resource", {
 assert set(_RESOURCE.fields) == RESOURCE_KEYS
 
 
-def _tag_spec(profile: Profile) -> StructSpec:
+def _tag_spec(profile: ServerRelease) -> StructSpec:
     fields: dict[str, Any] = {"id": I64, "type": STR, "name": STR, "scope": STR}
     return StructSpec("Tag", "schema.Tag", {k: fields[k] for k in sorted(profile.tag_keys)})
 
@@ -130,13 +132,22 @@ _START_TYPES: dict[str, Any] = {
     "metaData": _Map(STR, "map[string]string"),
     "footprint": _Map(F64, "map[string]float64"),
     "energyFootprint": _Map(F64, "map[string]float64"),
-    "statistics": _Opaque("map[string]schema.JobStatistics", "object"),
-    "concurrentJobs": _Opaque("schema.JobLinkResultList", "object"),
+    # Swagger ``schema.JobStatistics``/``schema.Unit`` and ``schema.JobLinkResultList``/
+    # ``schema.JobLink``; measured on v1.5.4: an unknown key inside either is a 400.
+    "statistics": _Map(StructSpec("JobStatistics", "schema.JobStatistics", {
+        "unit": StructSpec("Unit", "schema.Unit", {"base": STR, "prefix": STR}),
+        "avg": F64, "min": F64, "max": F64,
+    }), "map[string]schema.JobStatistics"),
+    "concurrentJobs": StructSpec("JobLinkResultList", "schema.JobLinkResultList", {
+        "items": _Slice(StructSpec("JobLink", "schema.JobLink", {"id": I64, "jobId": I64}),
+                        "[]*schema.JobLink"),
+        "count": _Scalar("int"),
+    }),
 }
 
 
 @functools.cache
-def start_spec(profile: Profile) -> StructSpec:
+def start_spec(profile: ServerRelease) -> StructSpec:
     """The Go struct a start_job body is decoded into, for ``profile``."""
     fields = {k: _START_TYPES[k] for k in sorted(profile.start_keys) if k != "tags"}
     fields["tags"] = _Slice(_tag_spec(profile), "[]*schema.Tag")
@@ -144,10 +155,10 @@ def start_spec(profile: Profile) -> StructSpec:
 
 
 @functools.cache
-def stop_spec(profile: Profile) -> StructSpec:
+def stop_spec(profile: ServerRelease) -> StructSpec:
     types = {"jobId": I64, "cluster": STR, "startTime": I64, "jobState": STR, "stopTime": I64}
     return StructSpec(profile.go_stop_type, f"api.{profile.go_stop_type}",
-                      {k: types[k] for k in sorted(STOP_JOB_KEYS)})
+                      {k: types[k] for k in sorted(STOP_KEYS)})
 
 
 # --- decoding -------------------------------------------------------------------------
@@ -155,25 +166,9 @@ def stop_spec(profile: Profile) -> StructSpec:
 def decode_json(body: bytes) -> Any:
     """The first JSON value of ``body``, or :class:`DecodeError` with Go's text."""
     try:
-        return msgspec.json.decode(body)
-    except msgspec.DecodeError:
-        pass
-    text = body.decode("utf-8", errors="replace")
-    stripped = text.lstrip()
-    if not stripped:
-        raise DecodeError("EOF")
-    try:
-        value, _end = json.JSONDecoder().raw_decode(stripped)
-        return value
-    except json.JSONDecodeError as exc:
-        if exc.pos >= len(stripped):
-            raise DecodeError("unexpected EOF") from None
-        ch = stripped[exc.pos]
-        context = "looking for beginning of value" if exc.pos == 0 else (
-            "looking for beginning of object key string" if "property name" in exc.msg
-            else "after object key:value pair" if "delimiter" in exc.msg
-            else "looking for beginning of value")
-        raise DecodeError(f"invalid character {ch!r} {context}") from None
+        return loads(body)
+    except GoJSONError as exc:
+        raise DecodeError(str(exc)) from None
 
 
 def _kind(value: Any) -> str:
@@ -181,7 +176,7 @@ def _kind(value: Any) -> str:
         return "bool"
     if isinstance(value, str):
         return "string"
-    if isinstance(value, int | float):
+    if isinstance(value, int | float | BigNumber):
         return "number"
     if isinstance(value, list):
         return "array"
@@ -232,9 +227,16 @@ class _Decoder:
                 return value
             self.type_error(_kind(value), struct, path, go)
             return ""
+        if isinstance(value, BigNumber):
+            self.type_error(f"number {value.text}", struct, path, go)
+            return 0
         if go == "float64":
             if isinstance(value, int | float) and not isinstance(value, bool):
-                return float(value)
+                try:
+                    return float(value)
+                except OverflowError:  # an integer beyond float64
+                    self.type_error(f"number {value}", struct, path, go)
+                    return 0.0
             self.type_error(_kind(value), struct, path, go)
             return 0.0
         # integers
@@ -279,10 +281,10 @@ def decode_struct(body: bytes, spec: StructSpec) -> dict[str, Any]:
     return result
 
 
-def decode_start(body: bytes, profile: Profile) -> dict[str, Any]:
+def decode_start(body: bytes, profile: ServerRelease) -> dict[str, Any]:
     """A start body as the server sees it after decoding, with defaults filled in."""
     job = decode_struct(body, start_spec(profile))
-    if profile.sharing_key is SharingKey.SHARED:
+    if profile.sharing_key == "shared":
         job.setdefault("shared", "none")
     else:
         job.setdefault("exclusive", 1)
@@ -297,13 +299,13 @@ def decode_start(body: bytes, profile: Profile) -> dict[str, Any]:
     return job
 
 
-def decode_stop(body: bytes, profile: Profile) -> dict[str, Any]:
+def decode_stop(body: bytes, profile: ServerRelease) -> dict[str, Any]:
     return decode_struct(body, stop_spec(profile))
 
 
 # --- start sanity checks (§4.2 step 4) --------------------------------------------------
 
-def check_start(job: dict[str, Any], profile: Profile,
+def check_start(job: dict[str, Any], profile: ServerRelease,
                 clusters: ClusterRegistry) -> Rejection | None:
     """The 400 the server gives for a decoded start body, or None if it passes.
 
@@ -322,7 +324,9 @@ def check_start(job: dict[str, Any], profile: Profile,
     elif not resources:
         return Rejection(400, "ARCHIVE/CLUSTERCONFIG > job without any resources/hosts")
     else:
-        first = resources[0] or {}
+        first = resources[0]
+        if first is None:  # v1.5.4 dereferences resources[0]: a panic, 500 (measured)
+            raise Panic("resources[0] is null")
         host = first.get("hostname", "")
         sub = cluster.assign(host)
         if sub is None:
