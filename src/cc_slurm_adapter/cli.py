@@ -15,17 +15,23 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from types import ModuleType
 
 from cc_slurm_adapter import __version__
-from cc_slurm_adapter.errors import ConfigError
+from cc_slurm_adapter.errors import (
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    ConfigError,
+)
 
 PROG = "cc-slurm-adapter"
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_USAGE = 2
+DAEMON_MODULE = "cc_slurm_adapter.daemon"
 
 # name -> (module, one-line help). Each module has ``run(args: list[str], ctx: CliContext) -> int``.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -149,7 +155,49 @@ def _help_text() -> str:
 
 
 def _error(message: str) -> None:
-    print(f"{PROG}: error: {message}", file=sys.stderr)
+    from cc_slurm_adapter.log import redact
+
+    print(f"{PROG}: error: {redact(message)}", file=sys.stderr)
+
+
+def describe_import_error(exc: ImportError) -> str:
+    """What is broken, in one line: the missing module and which file of ours wanted it."""
+    import traceback
+
+    package_dir = os.path.dirname(os.path.abspath(__file__))
+    where = ""
+    this_file = os.path.abspath(__file__)  # our own import_module call says nothing
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        filename = os.path.abspath(frame.filename) if frame.filename else ""
+        if filename.startswith(package_dir + os.sep) and filename != this_file:
+            relative = os.path.relpath(frame.filename, os.path.dirname(package_dir))
+            where = f" (imported by {relative}, line {frame.lineno})"
+            break
+    if isinstance(exc, ModuleNotFoundError) and exc.name:
+        what = f"module '{exc.name}' is missing"
+    else:
+        what = (str(exc).splitlines() or [type(exc).__name__])[0]
+    return f"{what}{where}; the installation is broken: reinstall cc-slurm-adapter"
+
+
+def _import(module_name: str, what: str) -> ModuleType | None:
+    """Import a mode's module; None (after one error line) if it cannot be imported.
+
+    Only a missing ``module_name`` itself means "not part of this build"; any other
+    missing module, or a name that cannot be imported, is a broken installation and
+    says what is broken.
+    """
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name:
+            _error(f"{what} is not part of this build yet")
+            return None
+        _error(f"{what} cannot start: {describe_import_error(exc)}")
+        return None
+    except ImportError as exc:
+        _error(f"{what} cannot start: {describe_import_error(exc)}")
+        return None
 
 
 def _run_daemon(ctx: CliContext) -> int:
@@ -161,11 +209,8 @@ def _run_daemon(ctx: CliContext) -> int:
     add_secrets(loaded.config.secrets)
     for warning in loaded.warnings:
         log.warning("%s", warning)
-    try:
-        daemon = importlib.import_module("cc_slurm_adapter.daemon")
-    except ModuleNotFoundError:
-        _error("daemon mode is not part of this build yet; the config is valid "
-               f"({loaded.config.source})")
+    daemon = _import(DAEMON_MODULE, f"daemon mode (the config {loaded.config.source} is valid)")
+    if daemon is None:
         return EXIT_ERROR
     run: Callable[[object], int] = daemon.run
     return run(loaded.config)
@@ -204,12 +249,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if ctx.subcommand is not None:
             module_name, _ = SUBCOMMANDS[ctx.subcommand]
-            try:
-                module = importlib.import_module(module_name)
-            except ModuleNotFoundError as exc:
-                if exc.name != module_name:
-                    raise
-                _error(f"subcommand '{ctx.subcommand}' is not part of this build yet")
+            module = _import(module_name, f"subcommand '{ctx.subcommand}'")
+            if module is None:
                 return EXIT_ERROR
             result: int = module.run(ctx.rest, ctx)
             return result
@@ -218,7 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error(str(exc))
         return EXIT_ERROR
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -12,32 +12,63 @@ example and the docs' table disagree on a default, the table wins
 (``slurmQueryMaxRetries`` is 10, ``lastRunPath`` is ``.../lastrun``).
 
 Errors are :class:`~cc_slurm_adapter.errors.ConfigError` with one line that
-names the file and the key. Secret values (the JWT, the NATS password) never
-appear in a message: a value is only quoted for keys that are not secret.
+names the file and the key. Secret values (the JWT, the NATS password, the
+credentials of a URL) never appear in a message or a repr: a value is only quoted
+for keys that are not secret, and a URL only with its credentials masked.
+
+The file is hostile input like any other: only a regular file of at most
+:data:`MAX_CONFIG_BYTES` is read (a FIFO would block, ``/dev/zero`` would never
+end), JSON nested too deeply, numbers of hundreds of digits, ``NaN``, lone
+surrogates and NUL characters are one-line errors, and every integer key has a
+maximum. ``ignoreHosts`` and ``gpuPciAddrs`` are compiled with RE2 (google-re2),
+the engine family of upstream's Go ``regexp``: matching takes linear time, whatever
+the pattern, and a pattern Go could not compile (backreferences, lookaround) is an
+error here too.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import errno
+import ipaddress
 import json
 import os
 import re
 import stat
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
+
+import re2  # type: ignore[import-untyped]  # google-re2 ships no type hints
 
 from cc_slurm_adapter.errors import ConfigError
 from cc_slurm_adapter.hook import SocketAddress, parse_socket_address
+from cc_slurm_adapter.log import redact_url
+from cc_slurm_adapter.profiles import DEFAULT_PROFILE
+from cc_slurm_adapter.profiles import PROFILES as _PROFILE_TABLE
 
 DEFAULT_CONFIG_PATH = "/etc/cc-slurm-adapter/config.json"
+MAX_CONFIG_BYTES = 1024 * 1024
+"""A config file is a few kB; anything above 1 MiB is refused unread."""
+MAX_NUMBER_DIGITS = 30
+"""Longer numbers in the config are errors (Python would refuse 4,300 digits with a traceback)."""
 
 Purpose = Literal["daemon", "hook", "tool"]
 """What the config is loaded for: the daemon needs everything, the hook only its
 socket address, and the admin tools (``check``, ``convert``, ``status``) take
 what is there."""
 
-PROFILES = ("v1.5", "v1.4", "v1.3")
+PROFILES: tuple[str, ...] = tuple(_PROFILE_TABLE)
+"""The profile names, from :mod:`cc_slurm_adapter.profiles` (the one place they are defined)."""
+
+
+def _one_of(names: tuple[str, ...]) -> str:
+    return f"{', '.join(names[:-1])} or {names[-1]}" if len(names) > 1 else names[0]
+
+
+DAY = 86400
 
 
 @dataclass(frozen=True)
@@ -45,7 +76,7 @@ class Key:
     """One config key: its JSON name, type, default and meaning."""
 
     name: str
-    kind: Literal["str", "int", "bool", "regex", "gpumap", "socket", "url", "profile"]
+    kind: Literal["str", "int", "bool", "regex", "gpumap", "socket", "url", "profile", "token"]
     default: Any
     doc: str
     upstream: bool = True
@@ -66,22 +97,25 @@ KEYS: tuple[Key, ...] = (
         "Upstream's sync cursor (file mtime). Read once to carry on where upstream stopped; "
         "our cursor lives in statePath."),
     Key("slurmPollInterval", "int", 60,
-        "Seconds between two full syncs with Slurm (values below 1 become 1).", minimum=0),
+        "Seconds between two full syncs with Slurm (values below 1 become 1).",
+        minimum=0, maximum=DAY),
     Key("slurmQueryDelay", "int", 1,
         "Seconds to wait after a Prolog/Epilog event before querying Slurm (below 1 becomes 1).",
-        minimum=0),
+        minimum=0, maximum=3600),
     Key("slurmQueryMaxSpan", "int", 604800,
-        "How far back (seconds) a catch-up after downtime may reach.", minimum=1),
+        "How far back (seconds) a catch-up after downtime may reach.",
+        minimum=1, maximum=3660 * DAY),
     Key("slurmMaxRetries", "int", 10,
         "Slurm query attempts for a Prolog/Epilog event. Upstream's docs call it "
-        "slurmQueryMaxRetries; both spellings work.", minimum=0),
+        "slurmQueryMaxRetries; both spellings work.", minimum=0, maximum=1000),
     Key("ccPollInterval", "int", 21600,
-        "Seconds between two full comparisons with cc-backend's list of running jobs.", minimum=1),
+        "Seconds between two full comparisons with cc-backend's list of running jobs.",
+        minimum=1, maximum=30 * DAY),
     Key("ccRestSubmitJobs", "bool", True,
         "Send start_job/stop_job to cc-backend's REST API (false: NATS only)."),
     Key("ccRestUrl", "url", None,
         "Base URL of cc-backend, without a trailing slash. Required for the daemon."),
-    Key("ccRestJwt", "str", None,
+    Key("ccRestJwt", "token", None,
         "API token of cc-backend (a JWT with the api role). Required for the daemon.",
         secret=True),
     Key("gpuPciAddrs", "gpumap", {},
@@ -99,15 +133,18 @@ KEYS: tuple[Key, ...] = (
     Key("statePath", "str", "/var/lib/cc-slurm-adapter/state.db",
         "SQLite state store: job states, the outbox, resource snapshots, the sync cursor.",
         upstream=False),
-    Key("ccRestProfile", "profile", "v1.5",
-        "cc-backend release the payloads are shaped for: v1.5, v1.4 or v1.3.", upstream=False),
+    Key("ccRestProfile", "profile", DEFAULT_PROFILE.name,
+        f"cc-backend release the payloads are shaped for: {_one_of(PROFILES)}.", upstream=False),
     Key("ccRestTimeout", "int", 30, "Seconds before an HTTP request to cc-backend gives up.",
-        upstream=False, minimum=1),
+        upstream=False, minimum=1, maximum=3600),
+    Key("ccRestCaFile", "str", "",
+        "PEM file of the CA(s) that cc-backend's TLS certificate is checked against; empty: "
+        "the system's CA store. Certificates are always verified.", upstream=False),
     Key("ccRestSendTags", "bool", False,
         "Send job tags with start_job (off: with tags cc-backend 1.5 bypasses its job cache).",
         upstream=False),
     Key("slurmCommandTimeout", "int", 120, "Seconds before a Slurm command is killed.",
-        upstream=False, minimum=1),
+        upstream=False, minimum=1, maximum=DAY),
 )
 
 KEYS_BY_NAME: dict[str, Key] = {k.name: k for k in KEYS}
@@ -128,58 +165,77 @@ def _attr(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower().replace("n_key", "nkey")
 
 
-@dataclass(frozen=True)
-class Config:
-    """The validated configuration. Secrets are hidden from ``repr``."""
-
-    pid_file_path: str = "/run/cc-slurm-adapter/daemon.pid"
-    prep_sock_listen_path: SocketAddress = field(
-        default_factory=lambda: parse_socket_address("/run/cc-slurm-adapter/daemon.sock"))
-    prep_sock_connect_path: SocketAddress = field(
-        default_factory=lambda: parse_socket_address("/run/cc-slurm-adapter/daemon.sock"))
-    last_run_path: str = "/var/lib/cc-slurm-adapter/lastrun"
-    slurm_poll_interval: int = 60
-    slurm_query_delay: int = 1
-    slurm_query_max_span: int = 604800
-    slurm_max_retries: int = 10
-    cc_poll_interval: int = 21600
-    cc_rest_submit_jobs: bool = True
-    cc_rest_url: str = ""
-    cc_rest_jwt: str = field(default="", repr=False)
-    gpu_pci_addrs: tuple[tuple[re.Pattern[str], tuple[str, ...]], ...] = ()
-    ignore_hosts: re.Pattern[str] | None = None
-    nats_server: str = ""
-    nats_port: int = 4222
-    nats_subject: str = "jobs"
-    nats_user: str = ""
-    nats_password: str = field(default="", repr=False)
-    nats_creds_file: str = ""
-    nats_nkey_seed_file: str = ""
-    state_path: str = "/var/lib/cc-slurm-adapter/state.db"
-    cc_rest_profile: str = "v1.5"
-    cc_rest_timeout: int = 30
-    cc_rest_send_tags: bool = False
-    slurm_command_timeout: int = 120
-    source: str = "<defaults>"
+class HostPattern(Protocol):
+    """A compiled RE2 pattern (google-re2's ``re2._Regexp``, which ships no type hints)."""
 
     @property
-    def secrets(self) -> tuple[str, ...]:
-        """Values that must never be logged (for the log redaction filter)."""
-        return tuple(s for s in (self.cc_rest_jwt, self.nats_password) if s)
+    def pattern(self) -> str: ...
 
-    @property
-    def nats_enabled(self) -> bool:
-        return bool(self.nats_server)
+    def search(self, text: str) -> object | None: ...
 
-    def gpu_pci_addresses(self, hostname: str) -> tuple[str, ...] | None:
-        """The PCI addresses of the first gpuPciAddrs regex that matches, or None."""
-        for pattern, addresses in self.gpu_pci_addrs:
-            if pattern.search(hostname):
-                return addresses
-        return None
 
-    def is_ignored_host(self, hostname: str) -> bool:
-        return bool(self.ignore_hosts and self.ignore_hosts.search(hostname))
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # RE2 would print its own line on stderr; we report it once
+
+
+def compile_host_regex(pattern: str) -> HostPattern:
+    """Compile a hostname regex with RE2 (linear-time matching, Go's syntax).
+
+    Raises ValueError with RE2's reason for a pattern it cannot compile, such as a
+    backreference or a lookaround, which upstream's Go ``regexp`` refuses too.
+    """
+    try:
+        compiled: HostPattern = re2.compile(pattern, options=_RE2_OPTIONS)
+    except re2.error as exc:
+        reason = exc.args[0] if exc.args else exc
+        if isinstance(reason, bytes):
+            reason = reason.decode("utf-8", "replace")
+        raise ValueError(str(reason)) from None
+    return compiled
+
+
+def regex_warnings(key: str, pattern: str) -> list[str]:
+    """What looks wrong with a valid hostname regex (for ``check``)."""
+    try:
+        compiled = compile_host_regex(pattern)
+    except ValueError:
+        return []
+    shown = _show(pattern)
+    if compiled.search("") is not None:
+        what = ("every host is left out and no job is sent" if key == "ignoreHosts"
+                else "it matches every host, so later entries are never used")
+        return [f"key '{key}': {shown!r} matches every host name (even an empty one): {what}"]
+    if not (pattern.startswith(("^", r"\A")) and pattern.endswith(("$", r"\z"))):
+        return [f"key '{key}': {shown!r} is not anchored with ^...$, so it matches every host "
+                f"name that contains a match (node1 would also match node10 and xnode1)"]
+    return []
+
+
+def _show(text: str, limit: int = 80) -> str:
+    """``text`` safe to print on one line: non-printable characters (newlines, lone
+    surrogates) as escapes, and at most ``limit`` characters."""
+    shown = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text[:limit])
+    return shown + ("..." if len(text) > limit else "")
+
+
+def url_credentials(url: str) -> tuple[str, ...]:
+    """The credentials written into a URL (as written and decoded), for redaction.
+
+    That is the whole userinfo and the password. A user name alone (``user:`` or no
+    colon at all) counts too, since it may be a token; a user name next to a password
+    does not, because masking a common word such as ``slurm`` in every log line would
+    wreck the log (in URLs the whole userinfo is masked anyway)."""
+    _scheme, sep, rest = url.partition("://")
+    if not sep:
+        return ()
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    userinfo, at, _host = authority.rpartition("@")
+    if not at or not userinfo:
+        return ()
+    _user, _, password = userinfo.partition(":")
+    found = {userinfo, password}
+    found |= {urllib.parse.unquote(s) for s in found}
+    return tuple(sorted(s for s in found if s))
 
 
 @dataclass
@@ -204,12 +260,62 @@ def _type_name(value: object) -> str:
     return type(value).__name__
 
 
-def _compile(pattern: str, path: str, key: str) -> re.Pattern[str]:
+def _text_problem(value: str) -> str | None:
+    """Why a string from the config cannot be used, or None."""
+    if "\x00" in value:
+        return "contains a NUL character"
+    if any("\ud800" <= ch <= "\udfff" for ch in value):
+        return "contains a lone surrogate (an invalid \\uD800-\\uDFFF escape)"
+    return None
+
+
+def _compile(pattern: str, path: str, key: str) -> HostPattern:
+    problem = _text_problem(pattern)
+    if problem:
+        raise ConfigError(f"regular expression {problem}", path=path, key=key)
     try:
-        return re.compile(pattern)
-    except re.error as exc:
-        raise ConfigError(f"invalid regular expression {pattern!r}: {exc}",
+        return compile_host_regex(pattern)
+    except ValueError as exc:
+        raise ConfigError(f"invalid regular expression {_show(pattern)!r}: {exc} (RE2 syntax, "
+                          f"as upstream's Go regexp: no backreferences or lookaround)",
                           path=path, key=key) from None
+
+
+_HOST_LABEL = r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)"
+_HOSTNAME = re.compile(rf"{_HOST_LABEL}(?:\.{_HOST_LABEL})*\.?")
+
+
+def _url_problem(value: str) -> str | None:
+    """Why ``value`` is not a usable base URL of cc-backend, or None (httpx parses it)."""
+    if any(ch.isspace() or not ch.isprintable() for ch in value):
+        return "must not contain spaces, line breaks or control characters"
+    if not re.match(r"(?i)https?://", value):
+        return "expected an http:// or https:// URL"
+    authority = re.split(r"[/?#]", value.split("://", 1)[1], maxsplit=1)[0]
+    hostport = authority.rpartition("@")[2]
+    if hostport.startswith("[") and "]" not in hostport:
+        return "the IPv6 address has no closing ']'"
+    import httpx  # here, so that the hook-free tools that never see a URL stay fast
+
+    try:
+        url = httpx.URL(value)
+    except (httpx.InvalidURL, ValueError) as exc:
+        return f"not a valid URL ({_show(str(exc))})"
+    host = url.raw_host.decode("ascii", "replace")
+    if not host:
+        return "has no host name"
+    if ":" in host:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return "the IPv6 address is not valid"
+    elif not _HOSTNAME.fullmatch(host):
+        return "the host name is not valid"
+    if url.port is not None and not 1 <= url.port <= 65535:
+        return f"the port must be a number from 1 to 65535, got {url.port}"
+    if url.query or url.fragment or "?" in value or "#" in value:
+        return "must not have a query (?...) or a fragment (#...)"
+    return None
 
 
 def _convert(key: Key, value: Any, path: str) -> Any:
@@ -225,15 +331,16 @@ def _convert(key: Key, value: Any, path: str) -> Any:
     if key.kind == "int":
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise fail(f"expected a whole number, got {_type_name(value)}")
+        shown = value
         if isinstance(value, float):
             if not value.is_integer():
                 raise fail(f"expected a whole number, got {value}")
             value = int(value)
         if key.minimum is not None and value < key.minimum:
             what = "negative" if value < 0 else "too small"
-            raise fail(f"must be at least {key.minimum}, got {value} ({what})")
+            raise fail(f"must be at least {key.minimum}, got {shown} ({what})")
         if key.maximum is not None and value > key.maximum:
-            raise fail(f"must be at most {key.maximum}, got {value}")
+            raise fail(f"must be at most {key.maximum}, got {shown}")
         return value
     # Every other kind is a string or built from strings.
     if key.kind == "gpumap":
@@ -243,31 +350,135 @@ def _convert(key: Key, value: Any, path: str) -> Any:
         entries = []
         for regex, addresses in value.items():
             if not isinstance(addresses, list) or not all(isinstance(a, str) for a in addresses):
-                raise fail(f"entry {regex!r}: expected a list of PCI address strings, "
+                raise fail(f"entry {_show(regex)!r}: expected a list of PCI address strings, "
                            f"got {_type_name(addresses)}")
+            for address in addresses:
+                problem = _text_problem(address)
+                if problem:
+                    raise fail(f"entry {_show(regex)!r}: a PCI address {problem}")
             entries.append((_compile(regex, path, key.name), tuple(addresses)))
         return tuple(entries)
     if not isinstance(value, str):
         raise fail(f"expected a string, got {_type_name(value)}")  # never quotes the value
+    problem = _text_problem(value)
+    if problem:
+        raise fail(problem)  # never quotes the value: it may be a secret
+    if key.kind == "token":
+        if value and not value.strip():
+            raise fail("is blank (only whitespace)")
+        if any(ch.isspace() or not ch.isprintable() for ch in value):
+            raise fail("must not contain spaces, line breaks or control characters "
+                       "(a token is one word; check the copy and paste)")
+        return value
     if key.kind == "regex":
         return _compile(value, path, key.name) if value else None
     if key.kind == "socket":
         try:
             return parse_socket_address(value)
         except ValueError as exc:
-            raise fail(str(exc)) from None
+            raise fail(_show(str(exc), 200)) from None
     if key.kind == "url":
-        if not re.match(r"^https?://[^/\s]+", value):
-            raise fail(f"expected an http:// or https:// URL, got {value!r}")
+        problem = _url_problem(value)
+        url = _show(redact_url(value), 200)
+        if problem:
+            raise fail(f"{problem}, got {url!r}" if "got" not in problem
+                       else f"{problem} (in {url!r})")
         if value.endswith("/"):
-            raise fail(f"must not end with a slash (got {value!r}); "
-                       f"use {value.rstrip('/')!r}")
+            raise fail(f"must not end with a slash (got {url!r}); use {url.rstrip('/')!r}")
         return value
     if key.kind == "profile":
         if value not in PROFILES:
-            raise fail(f"expected one of {', '.join(PROFILES)}, got {value!r}")
+            raise fail(f"expected one of {', '.join(PROFILES)}, got {_show(value)!r}")
         return value
     return value
+
+
+def _default(name: str) -> Any:
+    """The default of key ``name`` from :data:`KEYS`, in the form Config stores."""
+    key = KEYS_BY_NAME[name]
+    return "" if key.default is None else _convert(key, key.default, "<defaults>")
+
+
+@dataclass(frozen=True, repr=False)
+class Config:
+    """The validated configuration; one field per entry of :data:`KEYS`, whose defaults
+    it takes. Secrets are hidden from ``repr``, and so are a URL's credentials."""
+
+    pid_file_path: str = _default("pidFilePath")
+    # The defaults are immutable (frozen dataclass, tuple, None): one shared object is fine.
+    prep_sock_listen_path: SocketAddress = _default("prepSockListenPath")  # noqa: RUF009
+    prep_sock_connect_path: SocketAddress = _default("prepSockConnectPath")  # noqa: RUF009
+    last_run_path: str = _default("lastRunPath")
+    slurm_poll_interval: int = _default("slurmPollInterval")
+    slurm_query_delay: int = _default("slurmQueryDelay")
+    slurm_query_max_span: int = _default("slurmQueryMaxSpan")
+    slurm_max_retries: int = _default("slurmMaxRetries")
+    cc_poll_interval: int = _default("ccPollInterval")
+    cc_rest_submit_jobs: bool = _default("ccRestSubmitJobs")
+    cc_rest_url: str = _default("ccRestUrl")
+    cc_rest_jwt: str = field(default=_default("ccRestJwt"), repr=False)
+    gpu_pci_addrs: tuple[tuple[HostPattern, tuple[str, ...]], ...] = _default("gpuPciAddrs")
+    ignore_hosts: HostPattern | None = _default("ignoreHosts")  # noqa: RUF009
+    nats_server: str = _default("natsServer")
+    nats_port: int = _default("natsPort")
+    nats_subject: str = _default("natsSubject")
+    nats_user: str = _default("natsUser")
+    nats_password: str = field(default=_default("natsPassword"), repr=False)
+    nats_creds_file: str = _default("natsCredsFile")
+    nats_nkey_seed_file: str = _default("natsNKeySeedFile")
+    state_path: str = _default("statePath")
+    cc_rest_profile: str = _default("ccRestProfile")
+    cc_rest_timeout: int = _default("ccRestTimeout")
+    cc_rest_ca_file: str = _default("ccRestCaFile")
+    cc_rest_send_tags: bool = _default("ccRestSendTags")
+    slurm_command_timeout: int = _default("slurmCommandTimeout")
+    source: str = "<defaults>"
+
+    def __repr__(self) -> str:
+        parts = []
+        for item in dataclasses.fields(self):
+            if not item.repr:
+                continue
+            value = getattr(self, item.name)
+            if item.name in ("cc_rest_url", "nats_server"):
+                value = redact_url(value)
+            elif item.name == "ignore_hosts" and value is not None:
+                value = f"re2({value.pattern!r})"
+            elif item.name == "gpu_pci_addrs":
+                value = {pattern.pattern: list(addresses) for pattern, addresses in value}
+            parts.append(f"{item.name}={value!r}")
+        return f"Config({', '.join(parts)})"
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Values that must never be logged (for the log redaction)."""
+        found = [self.cc_rest_jwt, self.nats_password]
+        segments = self.cc_rest_jwt.split(".")
+        if len(segments) == 3:
+            found.append(segments[2])  # a JWT's signature is the secret part of it
+        for url in (self.cc_rest_url, self.nats_server):
+            found.extend(url_credentials(url))
+        return tuple(dict.fromkeys(s for s in found if s))
+
+    @property
+    def nats_enabled(self) -> bool:
+        return bool(self.nats_server)
+
+    def gpu_pci_addresses(self, hostname: str) -> tuple[str, ...] | None:
+        """The PCI addresses of the first gpuPciAddrs regex that matches, or None."""
+        for pattern, addresses in self.gpu_pci_addrs:
+            if pattern.search(hostname) is not None:
+                return addresses
+        return None
+
+    def is_ignored_host(self, hostname: str) -> bool:
+        return self.ignore_hosts is not None and self.ignore_hosts.search(hostname) is not None
+
+
+_KEY_ATTRS = {_attr(key.name) for key in KEYS}
+_FIELDS = {item.name for item in dataclasses.fields(Config)} - {"source"}
+if _KEY_ATTRS != _FIELDS:  # pragma: no cover - a programming error
+    raise RuntimeError(f"Config and KEYS disagree: {sorted(_KEY_ATTRS ^ _FIELDS)}")
 
 
 def _suggest(name: str) -> str:
@@ -280,13 +491,40 @@ def _suggest(name: str) -> str:
     return f"; did you mean '{close[0]}'?" if close else ""
 
 
+class _BadNumber(ValueError):
+    """A JSON number the config cannot hold (too many digits, NaN, Infinity)."""
+
+
+def _parse_int(text: str) -> int:
+    digits = len(text.lstrip("-"))
+    if digits > MAX_NUMBER_DIGITS:
+        raise _BadNumber(f"a number with {digits} digits (at most {MAX_NUMBER_DIGITS})")
+    return int(text)
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if len(text) > 4 * MAX_NUMBER_DIGITS or value in (float("inf"), float("-inf")):
+        raise _BadNumber(f"the number {_show(text, 40)} is out of range")
+    return value
+
+
+def _parse_constant(name: str) -> Any:
+    raise _BadNumber(f"{name} is not a JSON number")
+
+
 def parse_config(text: str, path: str, *, purpose: Purpose = "daemon") -> LoadedConfig:
     """Validate the JSON text of a config file. Raises ConfigError on the first problem."""
     try:
-        raw = json.loads(text)
+        raw = json.loads(text, parse_int=_parse_int, parse_float=_parse_float,
+                         parse_constant=_parse_constant)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",
                           path=path) from None
+    except _BadNumber as exc:
+        raise ConfigError(f"invalid JSON: {exc}", path=path) from None
+    except RecursionError:
+        raise ConfigError("invalid JSON: nested too deeply", path=path) from None
     if not isinstance(raw, dict):
         raise ConfigError(f"expected a JSON object at the top level, got {_type_name(raw)}",
                           path=path)
@@ -303,7 +541,7 @@ def build_config(raw: Mapping[str, Any], path: str, *,
             continue
         target = ALIASES.get(name, name)
         if target not in KEYS_BY_NAME:
-            warnings.append(f"{path}: unknown key '{name}' is ignored{_suggest(name)}")
+            warnings.append(f"{path}: unknown key '{_show(name)}' is ignored{_suggest(name)}")
             continue
         if target != name and target in raw:
             warnings.append(f"{path}: both '{name}' and '{target}' are set; '{target}' wins, "
@@ -365,9 +603,42 @@ def load_config(path: str | None, *, purpose: Purpose = "daemon",
     return loaded
 
 
+_FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+               (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+               (stat.S_ISSOCK, "a socket"))
+
+
+def read_regular_file(path: str, limit: int = MAX_CONFIG_BYTES) -> bytes:
+    """The bytes of ``path`` if it is a regular file of at most ``limit`` bytes.
+
+    Anything else raises OSError with a readable ``strerror``. The file is opened
+    non-blocking, so a FIFO cannot stall the open, and checked with fstat on the
+    open descriptor, so a swap between check and read cannot fool it.
+    """
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0)
+    fd = os.open(path, flags)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = next((name for test, name in _FILE_KINDS if test(mode)), "not a plain file")
+            raise OSError(errno.EINVAL, f"not a regular file ({kind})")
+        chunks: list[bytes] = []
+        size = 0
+        while size <= limit:
+            chunk = os.read(fd, limit + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > limit:
+            raise OSError(errno.EFBIG, f"larger than {limit // 1024} KiB")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def _read(path: str) -> str:
-    with open(path, encoding="utf-8") as handle:
-        return handle.read()
+    return read_regular_file(path).decode("utf-8")
 
 
 def _permission_warning(path: str) -> str | None:

@@ -15,12 +15,26 @@ converted at the edge where they happen, with ``raise ... from exc``::
     ├── CCBackendError
     │   ├── CCBackendUnavailable    connection refused, timeout, dropped connection
     │   └── CCBackendStatusError    an HTTP status the caller must act on (keeps status and body)
-    └── StoreError                  the local SQLite state store failed
+    ├── StoreError                  the local SQLite state store failed
+    └── TopologyError               (topology.py) not a cluster.json / GET /api/clusters/ answer
 
 Messages never contain the JWT or any password.
+
+The exit codes of every command are defined here, once: :data:`EXIT_OK`,
+:data:`EXIT_ERROR` (a config problem, a failed Slurm query, an unwritable output) and
+:data:`EXIT_USAGE` (bad usage or input that is not what the command reads).
+The Prolog/Epilog hook always exits 0.
 """
 
 from __future__ import annotations
+
+from typing import Final
+
+EXIT_OK: Final = 0
+EXIT_ERROR: Final = 1
+EXIT_USAGE: Final = 2
+EXIT_INTERRUPTED: Final = 130
+"""Ctrl-C, as a shell reports SIGINT (128 + 2)."""
 
 
 class AdapterError(Exception):

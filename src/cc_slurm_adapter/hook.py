@@ -12,15 +12,26 @@ inside a chroot or on a host that has no venv of the adapter.
 Wire format (compatible with upstream's daemon and hook): one JSON object whose
 keys are environment variable names and whose values are strings, then the
 sender closes its side. The daemon sends no reply.
+
+Time bound: the whole hook gives up after :data:`DEADLINE` seconds, whatever goes
+wrong. The config is read only if it is a regular file of at most 1 MiB (a FIFO
+would block the open, ``/dev/zero`` would never end), and it is opened
+non-blocking. A TCP host name is resolved in a daemon thread that the hook waits
+for until the deadline at most (``getaddrinfo`` itself has no timeout: a hanging
+DNS server would otherwise hang the job's prolog); a literal IP address is never
+resolved.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
 import socket
+import stat
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -29,6 +40,9 @@ from typing import Literal
 DEFAULT_CONFIG_PATH = "/etc/cc-slurm-adapter/config.json"
 DEFAULT_SOCKET = "/run/cc-slurm-adapter/daemon.sock"
 CONNECT_TIMEOUT = 2.0
+DEADLINE = CONNECT_TIMEOUT
+"""Seconds the hook may spend on resolving and connecting, in total."""
+MAX_CONFIG_BYTES = 1024 * 1024
 
 # The environment variables upstream's hook forwards (unset ones are sent as "").
 FORWARDED_ENV = (
@@ -97,8 +111,55 @@ def parse_socket_address(text: str) -> SocketAddress:
     return SocketAddress("unix", path=text)
 
 
+AddrInfo = tuple[socket.AddressFamily, socket.SocketKind, int, str, tuple[object, ...]]
+
+
+def _literal_address(host: str, port: int) -> list[AddrInfo] | None:
+    """The address info of a literal IPv4/IPv6 address, or None for a host name."""
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host)
+        except (OSError, ValueError):
+            continue
+        sockaddr: tuple[object, ...] = (host, port) if family == socket.AF_INET else (
+            host, port, 0, 0)
+        return [(family, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", sockaddr)]
+    return None
+
+
+def resolve(host: str, port: int, timeout: float) -> list[AddrInfo]:
+    """``getaddrinfo`` with a time bound: raises TimeoutError after ``timeout`` seconds.
+
+    The lookup runs in a daemon thread; if it hangs, the thread is left behind and
+    dies with the process (a daemon thread never delays the interpreter's exit).
+    """
+    literal = _literal_address(host, port)
+    if literal is not None:
+        return literal
+    result: list[list[AddrInfo]] = []
+    failure: list[BaseException] = []
+
+    def lookup() -> None:
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            result.append([(f, k, p, n, tuple(s)) for f, k, p, n, s in infos])
+        except BaseException as exc:  # handed to the waiting thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=lookup, name="hook-resolve", daemon=True)
+    thread.start()
+    thread.join(max(0.0, timeout))
+    if failure:
+        raise failure[0]
+    if not result:
+        raise TimeoutError(errno.ETIMEDOUT, f"resolving {host!r} took longer than "
+                                            f"{timeout:.1f} s")
+    return result[0]
+
+
 def connect(address: SocketAddress, timeout: float = CONNECT_TIMEOUT) -> socket.socket:
-    """Open a client connection to the daemon's socket."""
+    """Open a client connection to the daemon's socket, all within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
     if address.kind == "unix":
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(timeout)
@@ -109,7 +170,42 @@ def connect(address: SocketAddress, timeout: float = CONNECT_TIMEOUT) -> socket.
             raise
         return sock
     host = address.host or "localhost"
-    return socket.create_connection((host, address.port), timeout=timeout)
+    error: OSError = TimeoutError(errno.ETIMEDOUT, f"no address found for {host!r}")
+    for family, kind, proto, _name, sockaddr in resolve(host, address.port, timeout):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError(errno.ETIMEDOUT, f"connecting to {host!r} timed out")
+        sock = socket.socket(family, kind, proto)
+        sock.settimeout(remaining)
+        try:
+            sock.connect(sockaddr)
+        except OSError as exc:
+            sock.close()
+            error = exc
+            continue
+        sock.settimeout(max(0.001, deadline - time.monotonic()))
+        return sock
+    raise error
+
+
+def _read_config(path: str) -> bytes:
+    """The config's bytes, if it is a regular file of at most 1 MiB (never blocks)."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0)
+    fd = os.open(path, flags)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        data = b""
+        while len(data) <= MAX_CONFIG_BYTES:
+            chunk = os.read(fd, MAX_CONFIG_BYTES + 1 - len(data))
+            if not chunk:
+                break
+            data += chunk
+        if len(data) > MAX_CONFIG_BYTES:
+            raise OSError(errno.EFBIG, "larger than 1024 KiB")
+        return data
+    finally:
+        os.close(fd)
 
 
 def read_connect_address(config_path: str | None) -> tuple[SocketAddress, str | None]:
@@ -120,13 +216,16 @@ def read_connect_address(config_path: str | None) -> tuple[SocketAddress, str | 
     """
     path = config_path or DEFAULT_CONFIG_PATH
     try:
-        with open(path, encoding="utf-8") as handle:
-            raw = json.load(handle)
+        raw = json.loads(_read_config(path).decode("utf-8"))
     except FileNotFoundError:
         problem = None if config_path is None else f"{path}: config file not found"
         return parse_socket_address(DEFAULT_SOCKET), problem
-    except (OSError, ValueError) as exc:
-        return parse_socket_address(DEFAULT_SOCKET), f"{path}: cannot read config: {exc}"
+    except OSError as exc:
+        return (parse_socket_address(DEFAULT_SOCKET),
+                f"{path}: cannot read config: {exc.strerror or exc}")
+    except (ValueError, RecursionError) as exc:  # bad JSON, huge numbers, deep nesting
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:200]
+        return parse_socket_address(DEFAULT_SOCKET), f"{path}: cannot read config: {reason}"
     value = raw.get("prepSockConnectPath") if isinstance(raw, dict) else None
     if not isinstance(value, str) or not value:
         return parse_socket_address(DEFAULT_SOCKET), None

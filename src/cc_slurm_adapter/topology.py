@@ -25,13 +25,18 @@ from typing import Any
 
 import hostlist
 
+from cc_slurm_adapter.errors import AdapterError
+
 __all__ = ["SubClusterTopology", "Topology", "TopologyError"]
 
 _MAX_HOSTS_PER_SUBCLUSTER = 1_000_000
 
 
-class TopologyError(ValueError):
-    """The document is not a cluster.json / GET /api/clusters/ answer."""
+class TopologyError(AdapterError, ValueError):
+    """The document is not a cluster.json / GET /api/clusters/ answer.
+
+    Part of the :class:`~cc_slurm_adapter.errors.AdapterError` tree; still a
+    ValueError, as it was, for callers that catch that."""
 
 
 @dataclass(frozen=True, slots=True)

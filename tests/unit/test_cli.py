@@ -114,3 +114,82 @@ def test_hook_mode_ignores_unknown_arguments_and_exits_0(tmp_path: Path) -> None
     assert result.returncode == 0
     assert "job 17: cannot reach the daemon" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_missing_daemon_module_is_not_built_yet(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from cc_slurm_adapter import cli
+
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"ccRestUrl": "http://cc:8080", "ccRestJwt": "tok"}))
+    path.chmod(0o600)
+    monkeypatch.setattr(cli, "DAEMON_MODULE", "ccsa_test_daemon_that_does_not_exist")
+    assert main(["-daemon", "-config", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err == (f"cc-slurm-adapter: error: daemon mode (the config {path} is valid) is not "
+                   f"part of this build yet\n")
+
+
+def test_broken_import_says_what_is_broken(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A daemon module that exists but imports a missing module is a broken install."""
+    from cc_slurm_adapter import cli
+
+    (tmp_path / "ccsa_test_broken_daemon.py").write_text("import ccsa_test_missing_dep\n")
+    (tmp_path / "ccsa_test_bad_name.py").write_text("from json import no_such_name\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"ccRestUrl": "http://cc:8080", "ccRestJwt": "tok"}))
+    path.chmod(0o600)
+    monkeypatch.setattr(cli, "DAEMON_MODULE", "ccsa_test_broken_daemon")
+    assert main(["-daemon", "-config", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not part of this build" not in err
+    assert "daemon mode (the config" in err and "cannot start" in err
+    assert "module 'ccsa_test_missing_dep' is missing" in err and "reinstall" in err
+    monkeypatch.setattr(cli, "DAEMON_MODULE", "ccsa_test_bad_name")
+    assert main(["-daemon", "-config", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "cannot import name 'no_such_name' from 'json'" in err and err.count("\n") == 1
+
+
+def test_broken_import_names_our_file_that_wanted_it() -> None:
+    from cc_slurm_adapter import cli
+
+    daemon_file = str(Path(cli.__file__).parent / "daemon" / "sync.py")
+    try:
+        exec(compile("\nimport ccsa_test_missing_dep\n", daemon_file, "exec"), {})
+    except ModuleNotFoundError as exc:
+        message = cli.describe_import_error(exc)
+    assert message == ("module 'ccsa_test_missing_dep' is missing (imported by "
+                       "cc_slurm_adapter/daemon/sync.py, line 2); the installation is broken: "
+                       "reinstall cc-slurm-adapter")
+
+
+def test_exit_codes_are_defined_once() -> None:
+    """Only errors.py assigns EXIT_* names; cli and convert use those very objects."""
+    import ast
+
+    from cc_slurm_adapter import convert, errors
+
+    package = Path(errors.__file__).parent
+    assigned = []
+    for source in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text())):
+            targets = (node.targets if isinstance(node, ast.Assign) else
+                       [node.target] if isinstance(node, ast.AnnAssign) else [])
+            for target in targets:
+                names = target.elts if isinstance(target, ast.Tuple) else [target]
+                assigned += [(source.name, n.id) for n in names
+                             if isinstance(n, ast.Name) and n.id.startswith("EXIT_")]
+    assert {file for file, _ in assigned} == {"errors.py"}
+    assert (errors.EXIT_OK, errors.EXIT_ERROR, errors.EXIT_USAGE) == (0, 1, 2)
+    assert convert.EXIT_USAGE is errors.EXIT_USAGE
+
+
+def test_topology_error_is_an_adapter_error() -> None:
+    from cc_slurm_adapter.errors import AdapterError
+    from cc_slurm_adapter.topology import TopologyError
+
+    assert issubclass(TopologyError, AdapterError) and issubclass(TopologyError, ValueError)

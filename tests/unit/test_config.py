@@ -216,9 +216,41 @@ def test_out_of_range(key: str, value: int, message: str) -> None:
 
 
 def test_invalid_regex_in_ignore_hosts() -> None:
+    # RE2's own reason (Go's regexp says "missing closing ]: `[0-`" for the same pattern)
     assert error_of({"ignoreHosts": "node[0-"}) == (
         "/etc/ccsa.json: key 'ignoreHosts': invalid regular expression 'node[0-': "
-        "unterminated character set at position 4")
+        "missing ]: [0- (RE2 syntax, as upstream's Go regexp: no backreferences or lookaround)")
+
+
+@pytest.mark.parametrize("pattern", [r"(node)\1", r"node(?=1)", r"(?<!x)node", r"(?!a)b"])
+@pytest.mark.parametrize("key", ["ignoreHosts", "gpuPciAddrs"])
+def test_patterns_go_cannot_compile_are_errors(pattern: str, key: str) -> None:
+    """Backreferences and lookaround: Python's re takes them, Go's regexp (RE2) does not."""
+    value: Any = pattern if key == "ignoreHosts" else {pattern: ["0000:00:01.0"]}
+    message = error_of({key: value})
+    assert message.startswith(f"/etc/ccsa.json: key '{key}': invalid regular expression ")
+
+
+def test_catastrophic_regex_matches_in_linear_time() -> None:
+    """(a+)+$ took 13 s on a 29-character hostname with Python's re (issue 10)."""
+    import time
+
+    config = load({"ignoreHosts": "(a+)+$", "gpuPciAddrs": {"(a+)+$": ["0000:00:01.0"]}}).config
+    assert type(config.ignore_hosts).__module__.startswith("re2")
+    hostname = "a" * 42 + "!"
+    started = time.monotonic()
+    assert not config.is_ignored_host(hostname)
+    assert config.gpu_pci_addresses(hostname) is None
+    assert time.monotonic() - started < 0.5
+    assert config.is_ignored_host("aaa")
+
+
+def test_go_regex_syntax_is_read() -> None:
+    """Go's (RE2's) syntax: \\z, [[:digit:]], (?i) and \\pL; Python's re lacks the first two."""
+    config = load({"ignoreHosts": r"(?i)^login[[:digit:]]+\z",
+                   "gpuPciAddrs": {r"^\pL+\d$": ["A"]}}).config
+    assert config.is_ignored_host("LOGIN12") and not config.is_ignored_host("login12x")
+    assert config.gpu_pci_addresses("gpu1") == ("A",)
 
 
 def test_invalid_regex_in_gpu_map() -> None:
@@ -287,8 +319,181 @@ def test_opaque_token_is_accepted() -> None:
 def test_secrets_stay_out_of_repr_and_messages() -> None:
     config = load({"natsPassword": "hunter2hunter2"}).config
     assert JWT not in repr(config) and "hunter2hunter2" not in repr(config)
-    assert set(config.secrets) == {JWT, "hunter2hunter2"}
+    # the JWT's signature is registered on its own too, should it show alone
+    assert set(config.secrets) == {JWT, "hunter2hunter2", "c2lnbmF0dXJlc2VjcmV0"}
     assert "hunter2" not in error_of({"natsPassword": ["hunter2"]})
+
+
+@pytest.mark.parametrize("password", ["Q", "Zq7", "s" * 40])
+def test_url_credentials_are_secrets(password: str) -> None:
+    url = f"https://adm:{password}@cc.example.org:8443"
+    config = load({"ccRestUrl": url}).config
+    assert config.cc_rest_url == url  # kept for the client, which sends them
+    assert "cc_rest_url='https://***@cc.example.org:8443'" in repr(config)
+    assert password not in repr(config).replace(JWT, "")
+    assert password in config.secrets and f"adm:{password}" in config.secrets
+    assert "adm" not in config.secrets  # a user name next to a password is not masked alone
+    message = error_of({"ccRestUrl": url + "/"})
+    assert message == ("/etc/ccsa.json: key 'ccRestUrl': must not end with a slash "
+                       "(got 'https://***@cc.example.org:8443/'); "
+                       "use 'https://***@cc.example.org:8443'")
+    message = error_of({"ccRestUrl": f"https://adm:{password}@cc.example.org:99999"})
+    assert "https://***@cc.example.org:99999" in message and f":{password}@" not in message
+
+
+def test_percent_encoded_url_password_is_registered_decoded_too() -> None:
+    config = load({"ccRestUrl": "https://adm:p%40ss@cc.example.org"}).config
+    assert {"p%40ss", "p@ss"} <= set(config.secrets)
+
+
+@pytest.mark.parametrize(("url", "problem"), [
+    ("https://cc example.org", "must not contain spaces, line breaks or control characters"),
+    ("https://cc.example.org\n", "must not contain spaces, line breaks or control characters"),
+    ("https://cc.example.org:99999", "the port must be a number from 1 to 65535, got 99999"),
+    ("https://cc.example.org:0", "the port must be a number from 1 to 65535, got 0"),
+    ("https://cc.example.org:abc", "not a valid URL (Invalid port: 'abc')"),
+    ("https://[::1", "the IPv6 address has no closing ']'"),
+    ("https://[::g]:8080", "not a valid URL"),
+    ("http://", "has no host name"),
+    ("https://adm@cc.example.org:x@", "has no host name"),
+    ("https://cc.example.org?x=1", "must not have a query (?...) or a fragment (#...)"),
+    ("https://cc.exa$mple.org", "the host name is not valid"),
+    ("ftp://cc.example.org", "expected an http:// or https:// URL"),
+])
+def test_urls_are_parsed_not_prefix_matched(url: str, problem: str) -> None:
+    message = error_of({"ccRestUrl": url})
+    assert message.startswith(f"/etc/ccsa.json: key 'ccRestUrl': {problem}")
+
+
+@pytest.mark.parametrize("url", ["https://cc.example.org", "http://127.0.0.1:8080",
+                                 "https://[::1]:8443", "https://cc.example.org/cc-backend",
+                                 "https://b\u00fccher.example", "HTTPS://CC.EXAMPLE.ORG"])
+def test_good_urls(url: str) -> None:
+    assert load({"ccRestUrl": url}).config.cc_rest_url == url
+
+
+def test_every_int_key_has_a_sane_maximum() -> None:
+    for key in KEYS:
+        if key.kind == "int":
+            assert key.maximum is not None and key.maximum < 2**31, key.name
+            assert error_of({key.name: key.maximum + 1}).endswith(
+                f"must be at most {key.maximum}, got {key.maximum + 1}")
+
+
+def test_huge_float_interval_is_one_line() -> None:
+    assert error_of({"slurmPollInterval": 1e300}) == (
+        "/etc/ccsa.json: key 'slurmPollInterval': must be at most 86400, got 1e+300")
+
+
+@pytest.mark.parametrize(("token", "problem"), [
+    ("   ", "is blank (only whitespace)"),
+    ("\t\n", "is blank (only whitespace)"),
+    (JWT + "\n", "must not contain spaces, line breaks or control characters"),
+    ("Bearer " + JWT, "must not contain spaces, line breaks or control characters"),
+])
+def test_token_must_be_one_word(token: str, problem: str) -> None:
+    message = error_of({"ccRestJwt": token})
+    assert message.startswith(f"/etc/ccsa.json: key 'ccRestJwt': {problem}")
+
+
+def test_deep_nesting_is_one_line() -> None:
+    text = '{"ccRestUrl": "https://x", "ccRestJwt": "t", "x": ' + "[" * 10_000 + "]" * 10_000 + "}"
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "/c.json")
+    assert str(info.value) == "/c.json: invalid JSON: nested too deeply"
+
+
+def test_5000_digit_integer_is_one_line() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config('{"slurmPollInterval": ' + "9" * 5000 + "}", "/c.json")
+    assert str(info.value) == "/c.json: invalid JSON: a number with 5000 digits (at most 30)"
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e999"])
+def test_numbers_json_does_not_have_are_errors(literal: str) -> None:
+    with pytest.raises(ConfigError, match=r"^/c\.json: invalid JSON: "):
+        parse_config('{"slurmPollInterval": ' + literal + "}", "/c.json")
+
+
+def test_lone_surrogate_key_warns_printably() -> None:
+    loaded = parse_config('{"\\ud800x": 1}', "/c.json", purpose="tool")
+    assert loaded.warnings == ["/c.json: unknown key '\\ud800x' is ignored"]
+    loaded.warnings[0].encode("utf-8")  # printable on any terminal
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('{"pidFilePath": "/run/\\ud800"}',
+     "key 'pidFilePath': contains a lone surrogate (an invalid \\uD800-\\uDFFF escape)"),
+    ('{"statePath": "/var/\\u0000x"}', "key 'statePath': contains a NUL character"),
+    ('{"ignoreHosts": "\\udc00"}',
+     "key 'ignoreHosts': contains a lone surrogate (an invalid \\uD800-\\uDFFF escape)"),
+])
+def test_bad_text_values(text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "/c.json", purpose="tool")
+    assert str(info.value) == f"/c.json: {message}"
+
+
+def _load_soon(path: str) -> str:
+    """load_config in a thread that must finish within 5 s (a FIFO once hung it)."""
+    import threading
+
+    result: list[str] = []
+
+    def target() -> None:
+        try:
+            load_config(path, purpose="tool")
+            result.append("loaded")
+        except ConfigError as exc:
+            result.append(str(exc))
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(5)
+    assert result, f"load_config({path!r}) did not return within 5 s"
+    return result[0]
+
+
+def test_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
+    fifo = tmp_path / "config.json"
+    os.mkfifo(fifo)
+    assert _load_soon(str(fifo)) == (f"{fifo}: cannot read config file: "
+                                     f"not a regular file (a FIFO)")
+
+
+def test_dev_zero_is_refused() -> None:
+    assert _load_soon("/dev/zero") == ("/dev/zero: cannot read config file: "
+                                       "not a regular file (a character device)")
+
+
+def test_directory_is_refused(tmp_path: Path) -> None:
+    assert _load_soon(str(tmp_path)) == (f"{tmp_path}: cannot read config file: "
+                                         f"not a regular file (a directory)")
+
+
+def test_file_over_1_mib_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "config.json"
+    path.write_text("{" + " " * (1024 * 1024) + "}")
+    assert _load_soon(str(path)) == f"{path}: cannot read config file: larger than 1024 KiB"
+    path.write_text("{" + " " * (1024 * 1024 - 2) + "}")  # exactly 1 MiB is fine
+    assert _load_soon(str(path)) == "loaded"
+
+
+def test_profile_names_come_from_the_profiles_table() -> None:
+    from cc_slurm_adapter import config as config_module
+    from cc_slurm_adapter.profiles import DEFAULT_PROFILE, PROFILES
+
+    assert tuple(PROFILES) == config_module.PROFILES
+    assert config_module.KEYS_BY_NAME["ccRestProfile"].default == DEFAULT_PROFILE.name
+
+
+def test_config_fields_are_the_keys() -> None:
+    """Config has one field per key (plus source), and takes its defaults from KEYS."""
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(Config)} - {"source"}
+    assert names == {re.sub(r"(?<!^)(?=[A-Z])", "_", k.name).lower().replace("n_key", "nkey")
+                     for k in KEYS}
 
 
 def test_world_readable_file_with_jwt_warns(tmp_path: Path) -> None:
