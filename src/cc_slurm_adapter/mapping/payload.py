@@ -6,7 +6,11 @@ profile's strict decoder accepts (contract §2.3, §4, §5).
 
 Decisions
 ---------
-* **Not started** (PENDING, no start time, or no host ever assigned): no start_job.
+* **Phase** (``slurm.phase``, the one lifecycle model) decides: a PENDING job gets
+  nothing; a RUNNING one (completing included) a start; an ENDED one a start and a
+  stop; an UNKNOWN one (no state, or one Slurm does not document) a start if it has
+  started, never a stop: the daemon asks Slurm again.
+* **Not started** (pending, no start time, or no host ever assigned): no start_job.
   If such a job has *ended* (pending, then cancelled, or a job that failed to be
   scheduled) nothing is sent at all: cc-backend has no place for a job without
   hosts (start_job needs ``resources``, forces ``running``; a stop without a start is
@@ -18,10 +22,17 @@ Decisions
   (cc-backend would answer 400, §10). Without a topology the payload is sent.
 * **Start and stop agree**: the stop carries the same ``startTime`` as the start,
   so cc-backend stops exactly that run even when job ids repeat (§5.1).
-* **stopTime ≥ startTime** always: a missing end uses start + elapsed, an end before
-  the start (clock skew) is raised to the start. For v1.3 and v1.4 it is strictly
-  greater (start + 1): v1.4.0–1.4.2 and v1.3 refuse equal times (§1, §5.3), and one
-  second of duration is harmless against that 400.
+* **A stop needs a real end**: Slurm's end time; never the start time as a stand-in,
+  nor start + elapsed (slurmdbd's elapsed of a record without an end is *now* - start).
+  An ended job without an end gets no stop yet (warning "ended, end time not known
+  yet"). stopTime == startTime
+  only when Slurm's own times say so (an end before the start, clock skew, is raised
+  to the start). For v1.3 and v1.4 it is strictly greater (start + 1): v1.4.0–1.4.2
+  and v1.3 refuse equal times (§1, §5.3), and one second of duration is harmless
+  against that 400.
+* **Field checks** (``mapping.checks``): every field is checked against cc-backend's
+  Go types; a host that is no hostname is left out (a job with no valid host is
+  skipped), an out-of-range optional field is left out with a warning.
 * **Tags** only with ``Site.send_tags`` (ccRestSendTags): with tags cc-backend 1.5
   writes the job straight into ``job``, past ``job_cache`` (§4.2), and tags sent over
   NATS always fail (§9.2). The one tag is the Slurm QOS.
@@ -39,13 +50,16 @@ from typing import Any
 
 import hostlist
 
+from cc_slurm_adapter.mapping.checks import check_start, check_stop, hostname_problem
 from cc_slurm_adapter.mapping.resources import accelerators, hwthreads
 from cc_slurm_adapter.mapping.site import Site, log_once
 from cc_slurm_adapter.mapping.states import map_state
 from cc_slurm_adapter.profiles import SHARED_TO_EXCLUSIVE, SharingKey
+from cc_slurm_adapter.slurm.phase import Phase, family_of, job_phase
 from cc_slurm_adapter.slurm.record import JobRecord, NodeResources
 
-__all__ = ["MappedJob", "map_job", "shared_value", "slurm_info", "stop_payload"]
+__all__ = ["MappedJob", "map_job", "record_phase", "shared_value", "slurm_info",
+           "stop_payload"]
 
 # record.shared (normalised by slurm.parse) → cc-backend v1.5 ``shared``.
 _SHARED: dict[str | None, str] = {
@@ -56,9 +70,6 @@ _SHARED: dict[str | None, str] = {
     "oversubscribe": "multi_user",
     None: "multi_user",  # partition default / unknown: upstream's choice
 }
-
-
-_INT32_MAX = 2**31 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,8 +146,16 @@ def slurm_info(record: JobRecord) -> str:
     return "\n".join(lines)
 
 
-def _started(record: JobRecord) -> bool:
-    return (record.state != "PENDING" and record.start_time is not None
+def record_phase(record: JobRecord) -> Phase:
+    """The record's phase; worked out from its state for a record built without one
+    (``phase`` is a pure function of state, flags and family, so both agree)."""
+    if record.phase is not Phase.UNKNOWN:
+        return record.phase
+    return job_phase(record.state, record.state_flags, family=family_of(record.source))
+
+
+def _started(record: JobRecord, phase: Phase) -> bool:
+    return (phase is not Phase.PENDING and record.start_time is not None
             and record.start_time > 0 and bool(record.nodes or record.resources))
 
 
@@ -153,6 +172,7 @@ class _Builder:
         self.record = record
         self.site = site
         self.cluster = cluster
+        self.phase = record_phase(record)
         self.warnings: list[str] = []
 
     def warn(self, key: tuple[str, ...], message: str, level: int = logging.INFO) -> None:
@@ -197,10 +217,21 @@ class _Builder:
     def start(self) -> dict[str, Any] | MappedJob:
         record, profile = self.record, self.site.profile
         all_nodes = _nodes(record)
-        nodes = [n for n in all_nodes if not self.site.is_ignored_host(n.hostname)]
+        valid = []
+        for node in all_nodes:
+            problem = hostname_problem(node.hostname)
+            if problem is None:
+                valid.append(node)
+            else:
+                self.warn(("hostname", str(record.job_id), node.hostname[:60]),
+                          f"host {node.hostname[:60]!r} {problem}; left out",
+                          logging.WARNING)
+        if not valid:
+            return self.skip("no valid host name")
+        nodes = [n for n in valid if not self.site.is_ignored_host(n.hostname)]
         dropped = len(all_nodes) - len(nodes)
         if not nodes:
-            return self.skip(f"all {len(all_nodes)} host(s) match ignoreHosts")
+            return self.skip(f"all {len(valid)} host(s) match ignoreHosts")
         if dropped:
             self.warnings.append(f"{dropped} host(s) left out (ignoreHosts)")
         if self.cluster is None:
@@ -244,9 +275,6 @@ class _Builder:
             job["numAcc"] = n_acc
         elif not dropped and record.gpus and not any(n.gpus for n in nodes):
             job["numAcc"] = record.gpus
-        for key in ("numHwthreads", "numAcc"):
-            if key in job and not 0 <= job[key] <= _INT32_MAX:  # int32 on the server
-                self.warnings.append(f"{key} {job.pop(key)} is out of range; left out")
         shared = shared_value(record)
         if profile.sharing_key is SharingKey.SHARED:
             job["shared"] = shared
@@ -270,31 +298,47 @@ class _Builder:
             if "scope" in profile.tag_keys:
                 tag["scope"] = "global"
             job["tags"] = [tag]
-        return job
+        checked = check_start(job)
+        for message in checked.warnings:
+            self.warn(("check", str(record.job_id), message), message, logging.WARNING)
+        if checked.payload is None:
+            return self.skip(checked.skip_reason or "payload out of range")
+        return checked.payload
 
     def stop(self, start_time: int) -> dict[str, Any] | None:
         record, profile = self.record, self.site.profile
-        mapping = map_state(record.state, record.state_flags, profile)
+        if self.phase is Phase.UNKNOWN:
+            self.warn(("state-unknown", str(record.job_id), record.state),
+                      f"Slurm state {record.state!r} is not known: no stop until Slurm "
+                      "says the job ended")
+            return None
+        mapping = map_state(record.state, record.state_flags, profile, phase=self.phase)
         if mapping.state is None:
+            return None
+        stop_time = record.end_time
+        if stop_time is None or stop_time <= 0:
+            # Not start + elapsed: for a record without an end, slurmdbd computes elapsed
+            # as *now* - start when sacct runs (as_mysql_jobacct_process.c), so it would
+            # date the end to the query (21.08 NODE_FAIL records keep end 0 for good). The
+            # daemon waits for the end, within a bound, and decides with what it saw.
+            self.warn(("no-end", str(record.job_id)),
+                      "ended, end time not known yet: no stop until Slurm gives it")
             return None
         if mapping.reason:
             self.warn(("state", record.state, profile.name), mapping.reason)
-        stop_time = record.end_time
-        if stop_time is None or stop_time <= 0:
-            if record.elapsed_s is not None and record.elapsed_s >= 0:
-                stop_time = start_time + record.elapsed_s
-                self.warnings.append("no end time; using start + elapsed")
-            else:
-                stop_time = start_time
-                self.warnings.append("no end time; using the start time")
         if stop_time < start_time:
             self.warnings.append(f"end time {stop_time} is before the start time "
                                  f"{start_time} (clock skew); using the start time")
             stop_time = start_time
         if profile.name != "v1.5" and stop_time <= start_time:
             stop_time = start_time + 1  # v1.3 and v1.4.0–1.4.2 need stopTime > startTime
-        return {"jobId": record.job_id, "cluster": self.cluster, "startTime": start_time,
-                "stopTime": stop_time, "jobState": mapping.state}
+        checked = check_stop({"jobId": record.job_id, "cluster": self.cluster,
+                              "startTime": start_time, "stopTime": stop_time,
+                              "jobState": mapping.state})
+        if checked.payload is None:
+            self.warn(("check-stop", str(record.job_id)),
+                      f"no stop: {checked.skip_reason}", logging.WARNING)
+        return checked.payload
 
 
 def map_job(record: JobRecord, site: Site) -> MappedJob:
@@ -307,8 +351,8 @@ def map_job(record: JobRecord, site: Site) -> MappedJob:
     if record.provisional:
         return builder.skip("slurmdbd's record is provisional (a placeholder, or final "
                             "without its end time yet): wait for the real record")
-    if not _started(record):
-        if map_state(record.state, record.state_flags, site.profile).state is not None:
+    if not _started(record, builder.phase):
+        if builder.phase is Phase.ENDED:
             return builder.skip(f"never started ({record.state.lower()} before it ran): "
                                 "nothing is sent")
         return MappedJob(record.job_id, cluster, None, None)

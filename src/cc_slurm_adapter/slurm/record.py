@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import msgspec
 
+from cc_slurm_adapter.slurm.phase import Phase
+
 __all__ = [
     "ExitCode",
     "GpuAlloc",
@@ -158,10 +160,20 @@ class JobRecord(msgspec.Struct, frozen=True, kw_only=True):
 
     state: str = "UNKNOWN"
     """Upper-case Slurm base state: PENDING, RUNNING, SUSPENDED, COMPLETED, CANCELLED,
-    FAILED, TIMEOUT, NODE_FAIL, PREEMPTED, BOOT_FAIL, DEADLINE, OUT_OF_MEMORY,
-    REQUEUED, RESIZING, REVOKED, SPECIAL_EXIT, … ; ``"UNKNOWN"`` if missing."""
+    FAILED, TIMEOUT, NODE_FAIL, PREEMPTED, BOOT_FAIL, DEADLINE, OUT_OF_MEMORY; or, where
+    Slurm printed one name for base and flags (≤ 23.02, text, sacct's stored run
+    states), that name: COMPLETING, REQUEUED, RESIZING, REVOKED, SPECIAL_EXIT, … ;
+    ``"UNKNOWN"`` if missing. Read :attr:`phase`, not this, to know if the job ended."""
     state_flags: tuple[str, ...] = ()
     """COMPLETING, CONFIGURING, REQUEUED, RESIZING, SIGNALING, STAGE_OUT, …"""
+    phase: Phase = Phase.UNKNOWN
+    """``slurm.phase.job_phase(state, state_flags, family)``, set by the parsers."""
+    requeued: bool = False
+    """Slurm marks the job (slurmctld: back in the queue) or this run (slurmdbd: the
+    run that was requeued) as requeued."""
+    restart_count: int | None = None
+    """How often Slurm restarted (requeued) the job: ``restart_cnt`` of squeue/scontrol
+    JSON and of sacct (24.11+), ``Restarts=`` of ``scontrol show job``; None if not given."""
     state_reason: str | None = None
     exit_code: ExitCode | None = None
     derived_exit_code: ExitCode | None = None
@@ -208,5 +220,30 @@ class JobRecord(msgspec.Struct, frozen=True, kw_only=True):
     warnings: tuple[str, ...] = ()
 
     @property
+    def detail_rank(self) -> tuple[int, int]:
+        """How rich this record's resource view is; higher is richer.
+
+        ``(level, nodes)``: level 0 = no hosts, 1 = host names only, 2 = per-node CPU
+        counts / memory / GPUs, 3 = per-node CPU ids or cores (the poorest listed node
+        decides); nodes = how many nodes the view lists. A COMPLETING job releases its
+        nodes one by one (24.11: ``('node2',)`` in one read, ``()`` a moment later), so a
+        store keeps the snapshot with the highest rank instead of the latest.
+        """
+        if self.resources:
+            level = min(_node_level(node) for node in self.resources)
+            return level, len(self.resources)
+        if self.nodes:
+            return 1, len(self.nodes)
+        return 0, 0
+
+    @property
     def is_array_task(self) -> bool:
         return self.array_job_id is not None and self.array_task_id is not None
+
+
+def _node_level(node: NodeResources) -> int:
+    if node.cpu_ids or node.cores:
+        return 3
+    if node.cpus is not None or node.memory_mb is not None or node.gpus:
+        return 2
+    return 1

@@ -25,7 +25,10 @@ from typing import Any, ClassVar
 
 import hostlist
 
+from cc_slurm_adapter.slurm.phase import BASE_STATES
+
 __all__ = [
+    "BASE_STATES",
     "FieldLog",
     "as_bool",
     "as_epoch",
@@ -196,37 +199,15 @@ def as_str_tuple(value: Any) -> tuple[str, ...]:
     return ()
 
 
-# Base states of a job (JOB_STATE_BASE); everything else in a state array is a flag.
-BASE_STATES = frozenset({
-    "PENDING", "RUNNING", "SUSPENDED", "COMPLETED", "CANCELLED", "FAILED", "TIMEOUT",
-    "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "DEADLINE", "OUT_OF_MEMORY",
-})
-# ≤ 23.02 job_state_string() names the *flag* instead of the base when one is set.
-# Those jobs are still live; map the flag to the base state it implies.
-_FLAG_ONLY_STATES = {
-    "COMPLETING": "COMPLETING",
-    "CONFIGURING": "RUNNING",
-    "RESIZING": "RUNNING",
-    "SIGNALING": "RUNNING",
-    "STAGE_OUT": "COMPLETING",
-    "STOPPED": "SUSPENDED",
-    "REQUEUED": "REQUEUED",
-    "REQUEUE_FED": "REQUEUED",
-    "REQUEUE_HOLD": "REQUEUED",
-    "SPECIAL_EXIT": "SPECIAL_EXIT",
-    "REVOKED": "REVOKED",
-    "RESV_DEL_HOLD": "PENDING",
-    "POWER_UP_NODE": "RUNNING",
-    "UPDATE_DB": "COMPLETING",
-}
-
-
 def split_state(value: Any) -> tuple[str | None, tuple[str, ...]]:
-    """``(base state, flags)`` from ``"RUNNING"`` or ``["COMPLETED", "COMPLETING"]``.
+    """``(state, flags)`` from ``"RUNNING"`` or ``["COMPLETED", "COMPLETING"]``.
 
-    The base is the first element that is a base state; if there is none (a ≤ 23.02
-    flag-only string like ``"COMPLETING"``) the flag itself is reported as the state,
-    upper-cased. Returns ``(None, ())`` when there is nothing.
+    The state is the first element that is a base state (``phase.BASE_STATES``); the
+    flags are the others. A single name that is no base state (≤ 23.02 and text
+    outputs print the flag instead of the base: ``"COMPLETING"``, ``"REQUEUED"``,
+    ``"RESIZING"``) is kept as it is, as the state and as its only flag: what it means
+    is decided in one place, :func:`cc_slurm_adapter.slurm.phase.job_phase`.
+    Upper-cased; ``(None, ())`` when there is nothing.
     """
     items = tuple(s.upper() for s in as_str_tuple(value))
     if not items:
@@ -234,8 +215,7 @@ def split_state(value: Any) -> tuple[str | None, tuple[str, ...]]:
     for i, item in enumerate(items):
         if item in BASE_STATES:
             return item, items[:i] + items[i + 1:]
-    first = items[0]
-    return _FLAG_ONLY_STATES.get(first, first), items
+    return items[0], items
 
 
 def expand_hostlist(value: Any) -> tuple[str, ...] | None:

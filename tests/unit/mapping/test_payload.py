@@ -170,13 +170,15 @@ def test_completing_stays_running() -> None:
 
 
 @pytest.mark.parametrize("profile", list(PROFILES))
-@pytest.mark.parametrize("state", ["COMPLETED", "CANCELLED", "FAILED", "TIMEOUT",
-                                   "OUT_OF_MEMORY", "PREEMPTED", "NODE_FAIL", "BOOT_FAIL",
-                                   "DEADLINE", "REQUEUED", "REVOKED", "SPECIAL_EXIT",
-                                   "RESIZING", "WEIRD_NEW_STATE"])
-def test_every_state_is_accepted_on_stop(state: str, profile: str,
+@pytest.mark.parametrize(("state", "source"), [
+    *((s, src) for s in ("COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "OUT_OF_MEMORY",
+                         "PREEMPTED", "NODE_FAIL", "BOOT_FAIL", "DEADLINE", "REVOKED")
+      for src in ("squeue", "sacct")),
+    # sacct's stored run states: that run ended (slurmctld: pending again / still running)
+    ("REQUEUED", "sacct"), ("SPECIAL_EXIT", "sacct"), ("RESIZING", "sacct")])
+def test_every_state_is_accepted_on_stop(state: str, source: str, profile: str,
                                          apis: dict[str, Api]) -> None:
-    mapped = map_job(record(state=state), make_site(profile))
+    mapped = map_job(record(state=state, source=source), make_site(profile))
     assert mapped.stop is not None
     assert mapped.stop["jobState"] in PROFILES[profile].job_states
     roundtrip(apis[profile], mapped)
@@ -185,8 +187,30 @@ def test_every_state_is_accepted_on_stop(state: str, profile: str,
 
 
 @pytest.mark.parametrize("profile", list(PROFILES))
-@pytest.mark.parametrize(("end", "elapsed"), [(T0 - 50, None), (T0, None), (None, 30),
-                                              (None, None), (0, None)])
+@pytest.mark.parametrize(("state", "flags"), [
+    ("REQUEUED", ()), ("PENDING", ("REQUEUED",)), ("SPECIAL_EXIT", ()),
+    ("RESIZING", ()), ("RUNNING", ("RESIZING",)), ("WEIRD_NEW_STATE", ()), ("UNKNOWN", ())])
+def test_ctld_requeue_resize_and_unknown_give_no_stop(state: str, flags: tuple[str, ...],
+                                                      profile: str) -> None:
+    mapped = map_job(record(state=state, state_flags=flags, source="squeue"),
+                     make_site(profile))
+    assert mapped.stop is None
+    assert mapped.skip_reason is None  # not "never": the daemon asks again
+
+
+@pytest.mark.parametrize("profile", list(PROFILES))
+# (None, 30): slurmdbd's elapsed of a record without an end is now - start, not a duration
+@pytest.mark.parametrize(("end", "elapsed"), [(None, None), (0, None), (None, 0), (None, 30)])
+def test_ended_without_end_time_gives_no_stop(profile: str, end: int | None,
+                                              elapsed: int | None) -> None:
+    mapped = map_job(record(end_time=end, elapsed_s=elapsed, state="CANCELLED",
+                            source="sacct"), make_site(profile))
+    assert mapped.start is not None and mapped.stop is None
+    assert any("end time not known yet" in w for w in mapped.warnings)
+
+
+@pytest.mark.parametrize("profile", list(PROFILES))
+@pytest.mark.parametrize(("end", "elapsed"), [(T0 - 50, None), (T0, None), (T0 + 30, 30)])
 def test_stop_time_never_before_start(profile: str, end: int | None, elapsed: int | None,
                                       apis: dict[str, Api]) -> None:
     mapped = map_job(record(end_time=end, elapsed_s=elapsed, state="CANCELLED"),

@@ -6,6 +6,9 @@ import pytest
 
 from cc_slurm_adapter.mapping import map_state
 from cc_slurm_adapter.profiles import PROFILES, V13, V14, V15
+from cc_slurm_adapter.slurm.phase import Family
+
+FAMILIES: tuple[Family, ...] = ("ctld", "db")
 
 # Slurm state → (v1.5, v1.3/v1.4, translated?)
 TABLE = [
@@ -15,17 +18,18 @@ TABLE = [
     ("TIMEOUT", "timeout", "timeout", False),
     ("OUT_OF_MEMORY", "out_of_memory", "out_of_memory", False),
     ("PREEMPTED", "preempted", "preempted", False),
-    ("NODE_FAIL", "failed", "failed", True),
+    ("NODE_FAIL", "node_fail", "failed", None),
     ("BOOT_FAIL", "boot_fail", "failed", None),
     ("DEADLINE", "deadline", "timeout", None),
     ("REQUEUED", "preempted", "preempted", True),
     ("REVOKED", "cancelled", "cancelled", True),
     ("SPECIAL_EXIT", "failed", "failed", True),
     ("RESIZING", "completed", "completed", True),
-    ("LAUNCH_FAILED", "failed", "failed", True),
-    ("UNKNOWN", "failed", "failed", True),
-    ("", "failed", "failed", True),
+    ("REQUEUE_HOLD", "preempted", "preempted", True),
+    ("REQUEUE_FED", "preempted", "preempted", True),
 ]
+# No stop at all (phase UNKNOWN): a name Slurm does not document, or no state.
+UNKNOWN_STATES = ["LAUNCH_FAILED", "UNKNOWN", "", "WEIRD_NEW_STATE", "RECONFIG_FAIL"]
 
 
 @pytest.mark.parametrize(("slurm", "v15", "older", "translated"), TABLE)
@@ -64,4 +68,42 @@ def test_never_requeued_or_stopped() -> None:
         for state in ("REQUEUED", "REVOKED", "SPECIAL_EXIT", "RESIZING", "NODE_FAIL"):
             result = map_state(state, (), profile).state
             assert result in profile.job_states
-            assert result not in ("requeued", "stopped", "node_fail")
+            assert result not in ("requeued", "stopped")
+
+
+@pytest.mark.parametrize("state", UNKNOWN_STATES)
+def test_unknown_state_is_never_a_stop(state: str) -> None:
+    for profile in PROFILES.values():
+        for family in FAMILIES:
+            assert map_state(state, (), profile, family=family).state is None
+
+
+def test_node_fail_boot_fail_deadline_per_profile() -> None:
+    # contract §8.2: v1.5 accepts node_fail, boot_fail and deadline; v1.3/v1.4 do not
+    for state, v15, older in (("NODE_FAIL", "node_fail", "failed"),
+                              ("BOOT_FAIL", "boot_fail", "failed"),
+                              ("DEADLINE", "deadline", "timeout")):
+        got = map_state(state, (), V15)
+        assert (got.state, got.reason) == (v15, None)
+        for profile in (V14, V13):
+            old = map_state(state, (), profile)
+            assert old.state == older
+            assert old.reason is not None and f"{v15} is not a cc-backend" in old.reason
+
+
+@pytest.mark.parametrize(("state", "flags", "db", "ctld"), [
+    # sacct keeps the run that was requeued/resized as its own ended record;
+    # slurmctld's job is pending again / still running
+    ("REQUEUED", (), "preempted", None),
+    ("PENDING", ("REQUEUED",), "preempted", None),
+    ("REQUEUE_HOLD", (), "preempted", None),
+    ("SPECIAL_EXIT", (), "failed", None),
+    ("RESIZING", (), "completed", None),
+    ("RUNNING", ("RESIZING",), "completed", None),
+    ("REVOKED", (), "cancelled", "cancelled"),
+    ("CANCELLED", ("REQUEUED",), "cancelled", None),
+])
+def test_family_decides_requeue_and_resize(state: str, flags: tuple[str, ...],
+                                           db: str | None, ctld: str | None) -> None:
+    assert map_state(state, flags, V15, family="db").state == db
+    assert map_state(state, flags, V15, family="ctld").state == ctld
