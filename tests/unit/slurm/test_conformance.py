@@ -6,17 +6,25 @@
   drop files in and they are tested).
 
 A job must have an id, a state and a cluster, or say in ``warnings`` why not.
+
+The oracles are not the product's own parsers: host lists are expanded with
+ClusterShell's ``NodeSet`` (the product uses python-hostlist), and GPU counts come from
+a small reading of Slurm's documented ``gres_detail`` syntax written here
+(:func:`gpu_indices`), not from ``cc_slurm_adapter.slurm.gres``.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from ClusterShell.NodeSet import NodeSet  # type: ignore[import-untyped]
 
-from cc_slurm_adapter.slurm import JobRecord, parse_gres_detail, parse_jobs
-from cc_slurm_adapter.slurm.values import expand_hostlist
+from cc_slurm_adapter.slurm import JobRecord, parse_jobs
 
 from .conftest import LIVE_FIXTURES, SLURM_JSON
 
@@ -88,12 +96,59 @@ def test_live_recordings_parse() -> None:
         _check_file(path)
 
 
-def _idx_count(detail: str) -> int:
-    total = 0
-    for entry in parse_gres_detail(detail) or ():
-        if entry.name == "gpu" and entry.indices:
-            total += len(entry.indices)
-    return total
+def expected_hosts(nodes: Any) -> tuple[str, ...]:
+    """The job's host list as ClusterShell expands it (an independent library)."""
+    if not isinstance(nodes, str) or not nodes.strip() or nodes == "None assigned":
+        return ()
+    return tuple(NodeSet(nodes))
+
+
+# One entry of ``gres_detail`` (``scontrol show job -d`` "GRES=" per node), as the
+# Slurm docs write it: ``name[:type]:count(IDX:list)``, several entries joined by ","
+# (a "," inside the parentheses belongs to the index list), the list made of
+# ``n`` and ``n-m`` items; ``IDX:`` empty or ``N/A`` when the node has none of that type.
+_GRES_ENTRY = re.compile(r"([^:,()]+)(?::([^:,()]+))?:(\d+)(?:\(([^()]*)\))?")
+
+
+def gpu_indices(detail: str) -> list[int]:
+    """The GPU device indices named by one ``gres_detail`` string (independent reading)."""
+    out: list[int] = []
+    pos = 0
+    while pos < len(detail):
+        match = _GRES_ENTRY.match(detail, pos)
+        assert match, f"gres_detail {detail!r} does not follow the documented syntax"
+        name, _type, count, inner = match.groups()
+        pos = match.end() + (detail[match.end():match.end() + 1] == ",")
+        if name != "gpu" or not inner or not inner.startswith("IDX:"):
+            continue
+        listed: list[int] = []
+        for item in inner.removeprefix("IDX:").split(","):
+            if not item or item == "N/A":
+                continue
+            low, _, high = item.partition("-")
+            listed.extend(range(int(low), int(high or low) + 1))
+        assert len(listed) == int(count), (detail, "IDX list and count disagree")
+        out.extend(listed)
+    return out
+
+
+def test_gpu_indices_reads_the_documented_forms() -> None:
+    # literals: what each form names (Slurm docs, gres.html / scontrol show job -d)
+    assert gpu_indices("gpu:tesla:2(IDX:0-1)") == [0, 1]
+    assert gpu_indices("gpu:8(IDX:0-7)") == [0, 1, 2, 3, 4, 5, 6, 7]
+    assert gpu_indices("gpu:a100:2(IDX:0,2)") == [0, 2]
+    assert gpu_indices("gpu:h100:1(IDX:0),gpu:h200:0(IDX:)") == [0]
+    assert gpu_indices("gpu:h100:2(IDX:0-1),gpu:h200:4(IDX:2-5)") == [0, 1, 2, 3, 4, 5]
+    assert gpu_indices("nic:1(IDX:0),gpu:1(IDX:3)") == [3]
+    assert gpu_indices("gpu:0(IDX:N/A)") == []
+
+
+def test_expected_hosts_literals() -> None:
+    assert expected_hosts("node[1-2]") == ("node1", "node2")
+    assert expected_hosts("ng[30103,30203,30706-30707]") == (
+        "ng30103", "ng30203", "ng30706", "ng30707")
+    assert expected_hosts("cn-00[10-11],gpu1") == ("cn-0010", "cn-0011", "gpu1")
+    assert expected_hosts("") == () and expected_hosts(None) == ()
 
 
 _SCENARIO_STATE = {
@@ -107,35 +162,56 @@ def _slurm_web_files(shared: Path) -> list[Path]:
     return sorted((shared / "slurm-json").glob("*/slurmrestd_v0.0.4*/slurm-*.json"))
 
 
+def _check_hosts_and_gpus(path: Path) -> int:
+    """Hosts and per-node GPU indices of every job in a slurmctld-JSON file against the
+    independent readings above; returns how many nodes had GPU indices."""
+    raw = json.loads(path.read_bytes())
+    raw_jobs = {j["job_id"]: j for j in raw.get("jobs") or []}
+    jobs = parse_jobs(path.read_bytes()).jobs
+    assert len(jobs) == len(raw_jobs), path
+    gpu_nodes = 0
+    for job in jobs:
+        rj = raw_jobs[job.job_id]
+        assert job.nodes == expected_hosts(rj.get("nodes")), (path, job.job_id)
+        if job.state in _STARTED and rj.get("nodes"):
+            assert job.nodes and len(job.resources) == len(job.nodes), path
+        # GPU indices appear wherever gres_detail has them, on the right node
+        for pos, detail in enumerate(rj.get("gres_detail") or []):
+            want = gpu_indices(detail)
+            got = [g.index for g in job.resources[pos].gpus] if pos < len(job.resources) else []
+            assert sorted(got) == sorted(want), (path, job.job_id, pos, detail)
+            gpu_nodes += bool(want)
+    return gpu_nodes
+
+
+def _slurmctld_fixture_files() -> list[Path]:
+    files = sorted(SLURM_JSON.glob("*/slurmrestd_v0.0.4*/slurm-*.json"))
+    files += sorted(SLURM_JSON.glob("*/squeue_*.json"))
+    if LIVE_FIXTURES.is_dir():
+        for pattern in ("*/squeue_*.json", "*/scontrol_show_job_*.json"):
+            files += sorted(LIVE_FIXTURES.glob(pattern))
+    return files
+
+
+def test_hosts_and_gpus_against_independent_readings() -> None:
+    """Without ../shared: the standalone samples and the testbed recordings."""
+    files = _slurmctld_fixture_files()
+    assert len(files) >= 10
+    assert sum(_check_hosts_and_gpus(p) for p in files) >= 5
+
+
 @pytest.mark.shared
 def test_slurm_web_sets_by_structure(shared_dir: Path) -> None:
     """Same scenario, different job in each release: compare structure, not values."""
-    import json
-
     files = _slurm_web_files(shared_dir)
     assert len(files) >= 150
     gpu_nodes_seen = 0
     for path in files:
-        raw = json.loads(path.read_bytes())
-        raw_jobs = {j["job_id"]: j for j in raw.get("jobs") or []}
-        jobs = parse_jobs(path.read_bytes()).jobs
-        assert len(jobs) == len(raw_jobs), path
+        gpu_nodes_seen += _check_hosts_and_gpus(path)
         scenario = path.stem.removeprefix("slurm-job-")
-        for job in jobs:
-            rj = raw_jobs[job.job_id]
+        for job in parse_jobs(path.read_bytes()).jobs:
             assert job.source == "slurmrestd"
             assert job.data_parser == path.parent.name.removeprefix("slurmrestd_")
-            # hosts expand the same way as the reference library does
-            assert job.nodes == (expand_hostlist(rj.get("nodes")) or ())
-            if job.state in _STARTED and rj.get("nodes"):
-                assert job.nodes and len(job.resources) == len(job.nodes), path
-            details = rj.get("gres_detail") or []
-            # GPU indices appear wherever gres_detail has them, on the right node
-            for pos, detail in enumerate(details):
-                want = _idx_count(detail)
-                got = len(job.resources[pos].gpus) if pos < len(job.resources) else 0
-                assert got == want, (path, pos, detail)
-                gpu_nodes_seen += bool(want)
             if path.stem.startswith("slurm-job-") and scenario in _SCENARIO_STATE:
                 assert job.state == _SCENARIO_STATE[scenario], path
             if scenario == "gpus-multi-nodes":
