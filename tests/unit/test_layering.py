@@ -79,6 +79,12 @@ def test_product_code_never_imports_testing() -> None:
     ("cc_slurm_adapter.profiles", ("cc_slurm_adapter.slurm", "cc_slurm_adapter.mapping",
                                    "cc_slurm_adapter.config")),
     ("cc_slurm_adapter.errors", ("cc_slurm_adapter.",)),
+    # the store: errors, the Slurm record/phase types, stdlib and msgspec only
+    ("cc_slurm_adapter.store", ("cc_slurm_adapter.mapping", "cc_slurm_adapter.profiles",
+                                "cc_slurm_adapter.topology", "cc_slurm_adapter.config",
+                                "cc_slurm_adapter.cli", "cc_slurm_adapter.convert",
+                                "cc_slurm_adapter.slurm.parse", "cc_slurm_adapter.slurm.runner",
+                                "cc_slurm_adapter.slurm.source", "cc_slurm_adapter.testing")),
     ("cc_slurm_adapter.log", ("cc_slurm_adapter.config", "cc_slurm_adapter.slurm")),
 ])
 def test_floor_rules(prefix: str, forbidden: tuple[str, ...]) -> None:
