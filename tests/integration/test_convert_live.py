@@ -58,12 +58,16 @@ def convert(tb: SlurmTestbed, config: Path, job_id: int) -> dict[str, Any]:
 def test_running_and_finished_jobs_reach_the_standin(
         slurm_cluster: SlurmTestbed, standin: StandIn, adapter_config: Path) -> None:
     tb = slurm_cluster
+    # Each job must still run when its turn to be read comes: the three are read one after
+    # the other, each read a `convert --job` process of a few Slurm calls (seconds on a
+    # loaded 2-core machine). A job that ended before its read would fail the test at
+    # random, so each sleeps well past the reads of the jobs before it.
     jobs = {
         "gpu2node": tb.submit(["-J", "live-gpu2node", "-N2", "--ntasks-per-node=1",
-                               "--gres=gpu:1", "-t", "5", "--wrap", "sleep 8"]),
+                               "--gres=gpu:1", "-t", "5", "--wrap", "sleep 20"]),
         "smt": tb.submit(["-J", "live-smt", "-w", "node2", "-n", "2", "-t", "5",
-                          "--wrap", "sleep 8"]),
-        "fail": tb.submit(["-J", "live-fail", "-t", "5", "--wrap", "sleep 3; exit 3"]),
+                          "--wrap", "sleep 20"]),
+        "fail": tb.submit(["-J", "live-fail", "-t", "5", "--wrap", "sleep 20; exit 3"]),
     }
     client = httpx.Client(base_url=standin.url, headers=standin.headers(), timeout=10)
     with client:
