@@ -20,9 +20,10 @@ exactly what the daemon would send, for the chosen profile (default: the config'
 ``--cluster-config`` gives cc-backend's cluster.json (or a saved ``GET /api/clusters/``
 answer) so hwthreads follow its topology.
 
-Exit codes: 0 on success (also for files without jobs), 1 for a config problem or a
-failed Slurm query, 2 for bad usage or a file that is not Slurm JSON (one line that
-names the file; never a traceback).
+Exit codes: 0 on success (also for files without jobs), 1 for a config problem, a
+failed Slurm query or an output that cannot be written (a full disk, a closed
+stdout), 2 for bad usage or a file that is not Slurm JSON, truncated JSON included
+(one line that names the file; never a traceback).
 """
 
 from __future__ import annotations
@@ -31,14 +32,23 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from collections.abc import Iterable, Sequence
 from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 from cc_slurm_adapter.config import load_config
-from cc_slurm_adapter.errors import ConfigError, SlurmError, SlurmParseError
+from cc_slurm_adapter.errors import (
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_USAGE,
+    ConfigError,
+    SlurmError,
+    SlurmParseError,
+)
+from cc_slurm_adapter.log import add_secrets, redact
 from cc_slurm_adapter.mapping import MappedJob, Site, map_job
-from cc_slurm_adapter.profiles import get_profile
+from cc_slurm_adapter.profiles import PROFILES, get_profile
 from cc_slurm_adapter.slurm.parse import decode_document, parse_jobs
 from cc_slurm_adapter.slurm.record import JobRecord
 from cc_slurm_adapter.topology import Topology, TopologyError
@@ -50,7 +60,6 @@ if TYPE_CHECKING:
 __all__ = ["EXIT_ERROR", "EXIT_OK", "EXIT_USAGE", "convert_records", "output_line", "run"]
 
 PROG = "cc-slurm-adapter convert"
-EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
 log = logging.getLogger("cc_slurm_adapter.convert")
 
@@ -74,7 +83,7 @@ def _parser() -> _Parser:
                         help="Slurm JSON file ('-' for stdin)")
     parser.add_argument("--cluster", help="cluster name for the payloads "
                                           "(default: the name in the JSON)")
-    parser.add_argument("--profile", choices=("v1.5", "v1.4", "v1.3"),
+    parser.add_argument("--profile", choices=tuple(PROFILES),
                         help="cc-backend release to shape the payloads for "
                              "(default: ccRestProfile of the config, else v1.5)")
     parser.add_argument("--cluster-config", action="append", default=[], metavar="FILE",
@@ -101,9 +110,16 @@ def convert_records(records: Iterable[JobRecord], site: Site) -> Iterable[dict[s
 
 def _read(path: str) -> bytes:
     if path == "-":
+        if sys.stdin is None:  # started with stdin closed (`<&-`)
+            raise OSError("standard input is closed")
         return sys.stdin.buffer.read()
     with open(path, "rb") as handle:
         return handle.read()
+
+
+def _one_line(text: object, limit: int = 300) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[:limit] + "..."
 
 
 def _records_from_file(path: str) -> list[JobRecord]:
@@ -115,14 +131,18 @@ def _records_from_file(path: str) -> list[JobRecord]:
         raise _Usage(f"{name}: cannot read: {exc.strerror or exc}") from None
     try:
         doc = decode_document(data)
-    except SlurmParseError:
-        raise _Usage(f"{name}: not Slurm JSON (not JSON at all)") from None
+    except SlurmParseError as exc:  # not JSON, or JSON cut short
+        raise _Usage(f"{name}: not Slurm JSON ({_one_line(exc)})") from None
+    except RecursionError:
+        raise _Usage(f"{name}: not Slurm JSON (nested too deeply)") from None
     if doc.jobs is None and doc.meta is None:
         raise _Usage(f"{name}: not Slurm JSON (no 'jobs' or 'meta' key)")
     try:
         return parse_jobs(data).jobs
     except SlurmParseError as exc:
-        raise _Usage(f"{name}: not Slurm JSON ({exc})") from None
+        raise _Usage(f"{name}: not Slurm JSON ({_one_line(exc)})") from None
+    except RecursionError:
+        raise _Usage(f"{name}: not Slurm JSON (nested too deeply)") from None
 
 
 def _topology(paths: Sequence[str]) -> Topology | None:
@@ -136,7 +156,10 @@ def _topology(paths: Sequence[str]) -> Topology | None:
         except OSError as exc:
             raise _Usage(f"{path}: cannot read: {exc.strerror or exc}") from None
         except ValueError as exc:
-            raise _Usage(f"{path}: not a cluster.json (invalid JSON: {exc})") from None
+            raise _Usage(f"{path}: not a cluster.json "
+                         f"(invalid JSON: {_one_line(exc)})") from None
+        except RecursionError:
+            raise _Usage(f"{path}: not a cluster.json (nested too deeply)") from None
         if isinstance(doc, dict) and isinstance(doc.get("clusters"), list):
             docs.extend(doc["clusters"])
         else:
@@ -159,7 +182,14 @@ def _make_runner(timeout: float) -> Runner:
 
 async def _live_records(job_ids: Sequence[int], runner: Runner, timeout: float,
                         ) -> list[JobRecord]:
-    """Each job as slurmctld knows it (with resources), else as sacct knows it."""
+    """Each job as slurmctld knows it (with resources), else as sacct knows it.
+
+    User, group, account and hosts of a live job come from sacct's JSON (one call for
+    all ids), which no job field can shape: the 22.05 detail view is text in which a job
+    name can mimic them (issue 10; :func:`~cc_slurm_adapter.slurm.merge.
+    with_accounting_identity`).
+    """
+    from cc_slurm_adapter.slurm.merge import with_accounting_identity
     from cc_slurm_adapter.slurm.source import SlurmSource, detect_slurm
 
     info = await detect_slurm(runner, timeout=timeout)
@@ -171,25 +201,78 @@ async def _live_records(job_ids: Sequence[int], runner: Runner, timeout: float,
     live = {r.job_id: r for r in await source.details(job_ids)}
     missing = [i for i in job_ids if i not in live]
     accounted: dict[int, JobRecord] = {}
-    if missing:
-        argv = ["sacct", info.json_flag, "--allusers", "-X", "-j",
-                ",".join(str(i) for i in missing)]
+    argv = ["sacct", info.json_flag, "--allusers", "-X", "-j",
+            ",".join(str(i) for i in job_ids)]
+    try:
         result = await runner.run(argv, timeout=timeout)
+    except SlurmError as exc:
+        if missing:
+            raise
+        log.warning("sacct failed (%s); user, account and hosts of the live jobs are "
+                    "slurmctld's, unchecked", exc)
+    else:
         for rec in parse_jobs(result.stdout, source="sacct", topology=source.topology).jobs:
             accounted.setdefault(rec.job_id, rec)
     out: list[JobRecord] = []
     for job_id in job_ids:
-        found = live.get(job_id) or accounted.get(job_id)
+        detail = live.get(job_id)
+        found = (with_accounting_identity(detail, accounted.get(job_id))
+                 if detail is not None else accounted.get(job_id))
         if found is None:
             raise SlurmError(f"job {job_id}: neither squeue nor sacct knows it")
         out.append(found)
     return out
 
 
-def _emit(objects: Iterable[dict[str, Any]], out: IO[str]) -> None:
+class _OutputError(Exception):
+    """stdout cannot be written (a full disk, a closed descriptor, a reader that left)."""
+
+    def __init__(self, exc: OSError) -> None:
+        self.broken_pipe = isinstance(exc, BrokenPipeError)
+        super().__init__(exc.strerror or str(exc) or type(exc).__name__)
+
+
+def _dumps(obj: dict[str, Any]) -> str:
+    line = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate from a \uD800 escape: keep it escaped
+        line = json.dumps(obj, separators=(",", ":"))
+    return line
+
+
+def _emit(objects: Iterable[dict[str, Any]], out: IO[str] | None) -> None:
+    if out is None:  # started with stdout closed (`>&-`)
+        raise _OutputError(OSError("standard output is closed"))
     for obj in objects:
-        out.write(json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n")
-    out.flush()
+        line = _dumps(obj) + "\n"
+        try:
+            out.write(line)
+        except OSError as exc:
+            raise _OutputError(exc) from None
+    try:
+        out.flush()
+    except OSError as exc:
+        raise _OutputError(exc) from None
+
+
+def _drop_pending_output() -> None:
+    """Point fd 1 at /dev/null, so the interpreter's final flush of what is still
+    buffered cannot fail again with a traceback-like 'Exception ignored' line."""
+    stdout = sys.stdout
+    if stdout is not sys.__stdout__ or stdout is None:
+        return  # not the process's own stdout (a test's capture): leave it alone
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
+def _fail(message: object, code: int) -> int:
+    print(f"{PROG}: error: {redact(str(message))}", file=sys.stderr)
+    return code
 
 
 def run(args: list[str], ctx: CliContext) -> int:
@@ -197,16 +280,14 @@ def run(args: list[str], ctx: CliContext) -> int:
     try:
         return _run(args, ctx)
     except _Usage as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except ConfigError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except SlurmError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except BrokenPipeError:  # `convert ... | head`
-        return EXIT_OK
+        return _fail(exc, EXIT_USAGE)
+    except (ConfigError, SlurmError) as exc:
+        return _fail(exc, EXIT_ERROR)
+    except _OutputError as exc:
+        _drop_pending_output()
+        if exc.broken_pipe:  # `convert ... | head`: the reader has what it wanted
+            return EXIT_OK
+        return _fail(f"cannot write the output: {exc}", EXIT_ERROR)
 
 
 def _run(args: list[str], ctx: CliContext) -> int:
@@ -220,6 +301,7 @@ def _run(args: list[str], ctx: CliContext) -> int:
     if not opts.files and not opts.job:
         raise _Usage("no input: give one or more Slurm JSON FILEs, or --job ID")
     loaded = load_config(ctx.config_path, purpose="tool")
+    add_secrets(loaded.config.secrets)
     for warning in loaded.warnings:
         log.info("%s", warning)
     config = loaded.config

@@ -580,7 +580,7 @@ def test_both_detail_commands_agree(live: LiveRun) -> None:
     both_running = 0
     for job_id, other in live.other_mode.items():
         mine = live.running[job_id]
-        keys = _FIXED_KEYS
+        keys: tuple[str, ...] = _FIXED_KEYS
         if _still_running(mine) and _still_running(other):
             keys = (*_FIXED_KEYS, *_ALLOCATION_KEYS)
             both_running += 1

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +55,10 @@ def test_one_line_per_job_in_input_order(capsys: pytest.CaptureFixture[str]) -> 
     assert timeout["stop_job"]["jobState"] == "timeout"
     assert timeout["start_job"]["startTime"] == timeout["stop_job"]["startTime"]
     assert pending["start_job"] is None and pending["stop_job"] is None
-    assert node_fail["stop_job"]["jobState"] == "failed"
+    # 21.08's sacct says NODE_FAIL with "end": 0: Slurm gives no end time yet, so no stop
+    # is built (issue 10 §2: a stop only with Slurm's real end time)
+    assert node_fail["start_job"] is not None and node_fail["stop_job"] is None
+    assert any("end time not known" in w for w in node_fail["warnings"])
     assert requeued["stop_job"]["jobState"] == "preempted"
     assert any("requeued" in w for w in requeued["warnings"])
 
@@ -184,3 +189,93 @@ def test_live_job_unknown_exits_1(capsys: pytest.CaptureFixture[str],
     assert main(["convert", "--job", "999"]) == 1
     err = capsys.readouterr().err
     assert "999" in err and err.count("\n") == 1
+
+
+# ------------------------------------------------------------ output errors, bad input
+
+
+def run_shell(command: str) -> subprocess.CompletedProcess[str]:
+    """``cc-slurm-adapter`` (this interpreter) inside a shell command line."""
+    prog = f"'{sys.executable}' -m cc_slurm_adapter"
+    return subprocess.run(["/bin/sh", "-c", command.replace("CCSA", prog)],
+                          capture_output=True, text=True, timeout=60)
+
+
+def assert_one_line(err: str) -> None:
+    assert err.count("\n") == 1, err
+    assert "Traceback" not in err and "Exception ignored" not in err
+
+
+def test_full_disk_is_one_line_and_exit_1() -> None:
+    result = run_shell(f"CCSA convert '{TIMEOUT}' >/dev/full")
+    assert result.returncode == 1
+    assert result.stderr == ("cc-slurm-adapter convert: error: cannot write the output: "
+                             "No space left on device\n")
+
+
+def test_closed_stdout_is_one_line_and_exit_1() -> None:
+    result = run_shell(f"CCSA convert '{TIMEOUT}' >&-")
+    assert result.returncode == 1
+    assert_one_line(result.stderr)
+    assert "cannot write the output" in result.stderr
+
+
+def test_closed_stdin_is_one_line_and_exit_2() -> None:
+    result = run_shell("CCSA convert - <&-")
+    assert result.returncode == 2
+    assert result.stderr == ("cc-slurm-adapter convert: error: <stdin>: cannot read: "
+                             "standard input is closed\n")
+
+
+def test_reader_that_leaves_early_is_not_an_error() -> None:
+    files = " ".join([f"'{TIMEOUT}'"] * 200)
+    result = run_shell(f"CCSA convert {files} | head -c 10 >/dev/null; echo rc=$?")
+    assert result.stderr == ""  # no BrokenPipeError, no 'Exception ignored'
+
+
+def test_parse_error_becomes_exit_2_with_one_line(capsys: pytest.CaptureFixture[str],
+                                                  monkeypatch: pytest.MonkeyPatch,
+                                                  tmp_path: Path) -> None:
+    """Whatever the parser says about a document cut short reaches the admin in one line."""
+    from cc_slurm_adapter.errors import SlurmParseError
+
+    def truncated(_data: bytes | str) -> object:
+        raise SlurmParseError("Slurm output is truncated JSON\n(ends inside 'jobs' at byte 3000)")
+
+    monkeypatch.setattr(convert, "decode_document", truncated)
+    cut = tmp_path / "cut.json"
+    cut.write_bytes(TIMEOUT.read_bytes()[:3000])
+    assert main(["convert", str(cut)]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"cc-slurm-adapter convert: error: {cut}: not Slurm JSON (Slurm output is "
+                   f"truncated JSON (ends inside 'jobs' at byte 3000))\n")
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.5, 0.9, 0.999])
+def test_truncated_slurm_json_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                      fraction: float) -> None:
+    data = SACCT_ARRAY.read_bytes()
+    cut = tmp_path / "cut.json"
+    cut.write_bytes(data[:int(len(data) * fraction)])
+    assert main(["convert", str(cut)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert_one_line(captured.err)
+    assert str(cut) in captured.err
+
+
+def test_deeply_nested_cluster_config_is_one_line(capsys: pytest.CaptureFixture[str],
+                                                  tmp_path: Path) -> None:
+    deep = tmp_path / "cluster.json"
+    deep.write_text("[" * 10_000 + "]" * 10_000)
+    assert main(["convert", "--cluster-config", str(deep), str(TIMEOUT)]) == 2
+    err = capsys.readouterr().err
+    assert_one_line(err)
+    assert "nested too deeply" in err
+
+
+def test_profile_choices_come_from_the_profiles_table() -> None:
+    from cc_slurm_adapter.profiles import PROFILES
+
+    action = next(a for a in convert._parser()._actions if a.dest == "profile")
+    assert tuple(action.choices or ()) == tuple(PROFILES)

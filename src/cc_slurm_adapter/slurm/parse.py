@@ -23,6 +23,7 @@ Release quirks handled here are marked with the release that introduced them.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,6 +31,7 @@ import msgspec
 
 from cc_slurm_adapter.errors import SlurmParseError
 from cc_slurm_adapter.slurm import resources as _res
+from cc_slurm_adapter.slurm.phase import Phase, is_finishing, is_requeue, job_phase
 from cc_slurm_adapter.slurm.record import ExitCode, JobRecord, NodeTopology, SlurmMeta
 from cc_slurm_adapter.slurm.tres import (
     ctld_memory,
@@ -61,9 +63,8 @@ __all__ = [
     "parse_tres_string",
 ]
 
-# States in which a job has not ended: slurmctld's end_time is then the *expected* end.
-_LIVE_STATES = frozenset({"PENDING", "RUNNING", "SUSPENDED", "REQUEUED", "UNKNOWN"})
-_NOT_STARTED = frozenset({"PENDING"})
+# Whether a start or end time is a fact or the scheduler's guess follows from the
+# job's phase (slurm.phase): only a job that ended (or is completing) has a real end.
 _ALWAYS_END = frozenset({"COMPLETED", "FAILED", "TIMEOUT", "OUT_OF_MEMORY", "CANCELLED"})
 
 
@@ -126,6 +127,7 @@ class _RawJob(msgspec.Struct, kw_only=True):
     current_working_directory: Any = None
     batch_host: Any = None
     step_id: Any = None
+    restart_cnt: Any = None  # both families (sacct from 24.11, v0.0.42)
 
 
 class _RawDoc(msgspec.Struct, kw_only=True):
@@ -139,6 +141,7 @@ class _RawDoc(msgspec.Struct, kw_only=True):
     warnings: Any = None
 
 
+log = logging.getLogger(__name__)
 _DOC_DECODER = msgspec.json.Decoder(_RawDoc)
 _JOB_DECODER = msgspec.json.Decoder(_RawJob)
 
@@ -226,16 +229,19 @@ def _kind_from(command: tuple[str, ...], plugin_type: str | None) -> str | None:
 
 
 def decode_document(data: bytes | str) -> _RawDoc:
-    """Decode Slurm's JSON; raises :class:`SlurmParseError` if it is not JSON at all.
+    """Decode Slurm's JSON; raises :class:`SlurmParseError` if it is not whole JSON.
 
     The fast path is one msgspec decode. The slow path copes with what the fast path
     refuses: a non-JSON header line (``squeue -M`` without ``--noheader``), several
-    documents back to back (``-M a,b``), ``Infinity``/``NaN`` tokens, or a ``jobs``
-    element that is not an object.
+    documents back to back (``-M a,b``), ``Infinity``/``NaN`` tokens, or non-UTF-8
+    bytes outside ``jobs`` (replaced). It is strict about the rest: a document cut off
+    anywhere (a sacct killed mid-output), ``jobs`` that is not a list, or nesting too
+    deep to decode is an error, never "no jobs" (the daemon would move its cursor past
+    real jobs).
     """
     try:
         return _DOC_DECODER.decode(data)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         pass
     text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
     docs = _raw_documents(text)
@@ -247,30 +253,72 @@ def decode_document(data: bytes | str) -> _RawDoc:
     warnings: list[Any] = []
     for doc in docs:
         if not isinstance(doc, Mapping):
-            continue
+            raise SlurmParseError("Slurm output is not a JSON object")
         meta = meta if meta is not None else doc.get("meta")
         items = doc.get("jobs")
-        for item in items if isinstance(items, list) else ():
-            if isinstance(item, Mapping):
-                jobs.append(msgspec.Raw(msgspec.json.encode(item)))
-        errors.extend(doc.get("errors") or ())
-        warnings.extend(doc.get("warnings") or ())
+        if items is not None and not isinstance(items, list):
+            raise SlurmParseError(f"'jobs' is a JSON {type(items).__name__}, not a list")
+        for item in items or ():
+            # non-objects are kept: parse_jobs counts them as skipped, as on the fast path
+            jobs.append(msgspec.Raw(msgspec.json.encode(item)))
+        for key, out in (("errors", errors), ("warnings", warnings)):
+            value = doc.get(key)
+            if isinstance(value, list):
+                out.extend(value)
     return _RawDoc(meta=meta, jobs=jobs, errors=errors, warnings=warnings)
 
 
 def _raw_documents(text: str) -> list[Any]:
+    """The JSON documents in ``text``: each starts at a line that starts with ``{`` (or
+    right after the previous one); other lines before a document are headers (``squeue
+    -M``: ``CLUSTER: name``) and are skipped. A document that does not decode to its
+    end raises :class:`SlurmParseError` with the offset."""
     decoder = json.JSONDecoder(parse_constant=lambda _c: None)
     docs: list[Any] = []
-    pos = text.find("{")
-    while pos != -1 and pos < len(text):
-        try:
-            doc, end = decoder.raw_decode(text, pos)
-        except json.JSONDecodeError:
-            pos = text.find("{", pos + 1)
+    pos, size = 0, len(text)
+    while pos < size:
+        while pos < size and text[pos] in " \t\r\n":
+            pos += 1
+        if pos >= size:
+            break
+        if text[pos] != "{":  # a header line: skip to the next line
+            nl = text.find("\n", pos)
+            if nl == -1:
+                break
+            pos = nl + 1
             continue
+        try:
+            doc, pos = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError as exc:
+            raise SlurmParseError(f"invalid or truncated JSON at offset {exc.pos} of "
+                                  f"{size}: {exc.msg}") from None
+        except RecursionError:
+            raise SlurmParseError("JSON nested too deeply to read") from None
         docs.append(doc)
-        pos = text.find("{", end)
     return docs
+
+
+_BAD_BYTES_LOGGED: set[int] = set()
+
+
+def _decode_item(item: msgspec.Raw) -> tuple[_RawJob | None, bool]:
+    """One ``jobs[]`` element → (job or None, whether bad bytes were replaced).
+
+    22.05.8, 24.11.5 and 26.05.5 write a job name's non-UTF-8 bytes raw into squeue and
+    scontrol JSON (sacct writes ``?``). Invalid UTF-8 can only sit inside a JSON string
+    (everything else is ASCII), so replacing it with U+FFFD keeps the document valid;
+    only such a job pays for the second decode.
+    """
+    try:
+        return _decode_job(item), False
+    except UnicodeDecodeError:
+        fixed = bytes(item).decode("utf-8", "replace").encode("utf-8")
+    except (msgspec.DecodeError, RecursionError):
+        return None, False
+    try:
+        return _decode_job(msgspec.Raw(fixed)), True
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        return None, True
 
 
 def _messages(items: Any) -> tuple[str, ...]:
@@ -292,8 +340,10 @@ def parse_jobs(data: bytes | str, *, source: str | None = None,
     ``source`` names the command that produced it (the caller knows; otherwise it is
     guessed from ``meta``). ``topology`` (hostname → :class:`NodeTopology`) fills in
     sockets/cores/threads that ``job_resources`` does not carry. Raises
-    :class:`SlurmParseError` only when the output is not JSON; odd jobs and fields
-    are recorded in ``JobRecord.warnings`` and never raise.
+    :class:`SlurmParseError` when the output is not whole JSON (not JSON, truncated,
+    ``jobs`` not a list, nested too deeply); odd jobs and fields are recorded in
+    ``JobRecord.warnings`` and never raise, and a job with non-UTF-8 bytes keeps its
+    place (the bytes replaced, its id logged once).
     """
     doc = decode_document(data)
     meta = detect_meta(doc.meta, source=source)
@@ -303,12 +353,19 @@ def parse_jobs(data: bytes | str, *, source: str | None = None,
     # Each job is decoded from its undecoded slice just before it is normalised, so
     # only one decoded job exists at a time (peak RSS on 100,000-job windows).
     for item in doc.jobs or ():
-        raw = _decode_job(item)
+        raw, replaced = _decode_item(item)
         record = _job(raw, meta, flog, topology) if raw is not None else None
         if record is None:
             skipped += 1
-        else:
-            jobs.append(record)
+            continue
+        if replaced:
+            record = msgspec.structs.replace(record, warnings=(
+                *record.warnings, "text: non-UTF-8 bytes replaced"))
+            if record.job_id not in _BAD_BYTES_LOGGED:  # once per job id and process
+                _BAD_BYTES_LOGGED.add(record.job_id)
+                log.warning("Slurm JSON: job %s has non-UTF-8 bytes in a string field "
+                            "(replaced with U+FFFD)", record.job_id)
+        jobs.append(record)
     doc.jobs = None
     return ParseResult(meta=meta, jobs=jobs, errors=_messages(doc.errors),
                        warnings=_messages(doc.warnings), skipped=skipped)
@@ -369,11 +426,12 @@ def _nodes(value: Any, flog: FieldLog) -> tuple[str, ...]:
 def _ctld_job(raw: _RawJob, job_id: int, meta: SlurmMeta, flog: FieldLog,
               topology: Mapping[str, NodeTopology] | None) -> JobRecord:
     state, state_flags = _state(raw.job_state, flog)
+    phase = job_phase(state, state_flags, family="ctld")
     start = as_epoch(raw.start_time)
     end = as_epoch(raw.end_time)
-    if state in _NOT_STARTED:
-        start = None  # the scheduler's expected start, not a fact
-    if state in _LIVE_STATES:
+    if phase is Phase.PENDING:
+        start = None  # the scheduler's expected start, not a fact (or a requeued run's)
+    if phase is not Phase.ENDED and not is_finishing(state, state_flags):
         end = None  # start + time_limit: the expected end
     array_job = as_int(raw.array_job_id) or None  # 0 = not an array
     array_task = as_int(raw.array_task_id) if array_job is not None else None
@@ -387,7 +445,7 @@ def _ctld_job(raw: _RawJob, job_id: int, meta: SlurmMeta, flog: FieldLog,
     gpus = gpus_from_tres(tres)
     if gpus is None:
         gpus = _res.gpu_total(gres_detail)
-    if gpus is None and state not in _NOT_STARTED:
+    if gpus is None and phase is not Phase.PENDING:
         # Requested GPUs once the job runs; 23.02 writes "gres:gpu:8", 23.11+ "gres/gpu:1".
         gpus = gpus_requested(raw.tres_per_job, 1) or gpus_requested(
             raw.tres_per_node, node_count or len(nodes) or 1)
@@ -396,7 +454,10 @@ def _ctld_job(raw: _RawJob, job_id: int, meta: SlurmMeta, flog: FieldLog,
     # ≤ 22.05: time_limit null = UNLIMITED; 23.02+: {"infinite": true}
     unlimited = is_infinite(limit_raw) or (
         limit_raw is None and (meta.plugin or "").startswith("openapi/v0.0.3"))
-    shared = _res.shared_mode(raw.shared, raw.exclusive, get(raw.job_resources, "nodes", "whole"))
+    # 26.05 (v0.0.45) leaves ``shared`` empty: an --exclusive job shows only as
+    # job_resources.nodes.whole; exclusive/oversubscribe are read where a parser has them.
+    shared = _res.shared_mode(raw.shared, raw.exclusive, get(raw.job_resources, "nodes", "whole"),
+                              raw.oversubscribe)
     return JobRecord(
         source=_source(meta, "ctld"),
         job_id=job_id,
@@ -421,6 +482,9 @@ def _ctld_job(raw: _RawJob, job_id: int, meta: SlurmMeta, flog: FieldLog,
         elapsed_s=(end - start) if start is not None and end is not None else None,
         state=state,
         state_flags=state_flags,
+        phase=phase,
+        requeued=is_requeue(state, state_flags),
+        restart_count=as_int(raw.restart_cnt),
         state_reason=_reason(raw.state_reason),
         exit_code=parse_exit_code(raw.exit_code),
         derived_exit_code=parse_exit_code(raw.derived_exit_code),
@@ -448,13 +512,14 @@ def _ctld_job(raw: _RawJob, job_id: int, meta: SlurmMeta, flog: FieldLog,
 
 def _db_job(raw: _RawJob, job_id: int, meta: SlurmMeta, flog: FieldLog) -> JobRecord:
     state, state_flags = _state(get(raw.state, "current"), flog)
+    phase = job_phase(state, state_flags, family="db")
     t = raw.time if isinstance(raw.time, Mapping) else {}
     if not t:
         flog.note("time", "missing")
     # sacct time.* are plain ints in every release; 0 = not (yet) happened.
     start = as_epoch(get(t, "start"))
     end = as_epoch(get(t, "end"))
-    if state in _NOT_STARTED:
+    if phase is Phase.PENDING:
         start = None
     array_job = as_int(get(raw.array, "job_id")) or None
     het_job = as_int(get(raw.het, "job_id")) or None
@@ -505,6 +570,9 @@ def _db_job(raw: _RawJob, job_id: int, meta: SlurmMeta, flog: FieldLog) -> JobRe
         elapsed_s=as_int(get(t, "elapsed")),
         state=state,
         state_flags=state_flags,
+        phase=phase,
+        requeued=is_requeue(state, state_flags),
+        restart_count=as_int(raw.restart_cnt),
         state_reason=_reason(get(raw.state, "reason")),
         # ≤ 23.02 sacct reports SUCCESS/0 for every normal exit: kept as reported.
         exit_code=parse_exit_code(raw.exit_code),
@@ -580,14 +648,19 @@ def parse_nodes(data: bytes | str) -> dict[str, NodeTopology]:
     or slurmrestd ``/nodes`` → hostname → :class:`NodeTopology`."""
     try:
         doc = msgspec.json.decode(data)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        # same slow path as jobs: headers, Infinity/NaN, bad bytes replaced; a cut-off
+        # or too deeply nested listing raises SlurmParseError
         docs = _raw_documents(data.decode("utf-8", "replace") if isinstance(data, bytes)
                               else data)
         doc = docs[0] if docs else None
     if not isinstance(doc, Mapping):
         raise SlurmParseError("node listing is not a JSON object")
+    nodes = doc.get("nodes")
+    if nodes is not None and not isinstance(nodes, list):
+        raise SlurmParseError(f"'nodes' is a JSON {type(nodes).__name__}, not a list")
     out: dict[str, NodeTopology] = {}
-    for node in doc.get("nodes") or ():
+    for node in nodes or ():
         if not isinstance(node, Mapping):
             continue
         name = as_str(node.get("name")) or as_str(node.get("hostname"))

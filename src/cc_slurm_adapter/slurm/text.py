@@ -11,12 +11,17 @@
 from __future__ import annotations
 
 import calendar
+import logging
 import re
 import time
 from collections.abc import Collection, Mapping
 
+import msgspec
+
 from cc_slurm_adapter.slurm.gres import gpus_from_detail
+from cc_slurm_adapter.slurm.phase import Phase, is_finishing, is_requeue, job_phase
 from cc_slurm_adapter.slurm.record import ExitCode, JobRecord, NodeResources, NodeTopology
+from cc_slurm_adapter.slurm.scontrol_text import record_complete, split_record
 from cc_slurm_adapter.slurm.tres import (
     ctld_memory,
     gpus_from_tres,
@@ -34,20 +39,27 @@ from cc_slurm_adapter.slurm.values import (
 
 __all__ = ["parse_batch_scripts", "parse_scontrol_jobs", "parse_squeue_listing"]
 
-_TOKEN = re.compile(r"([A-Za-z_:/]+)=(.*?)(?=\s+[A-Za-z_:/]+=|\s*$)")
 _UNSET = frozenset({"", "None", "(null)", "Unknown", "N/A", "n/a"})
-_LIVE_STATES = frozenset({"PENDING", "RUNNING", "SUSPENDED", "REQUEUED", "UNKNOWN"})
+log = logging.getLogger(__name__)
+
+
+_LISTING_LINE = re.compile(r"([0-9]+) ([A-Z_]+)")
 
 
 def parse_squeue_listing(text: bytes | str) -> dict[int, str]:
-    """``squeue -h -o "%A %T"`` → ``{job_id: STATE}``; odd lines are skipped."""
+    """``squeue -h -o "%A %T"`` → ``{job_id: STATE}``; odd lines are skipped.
+
+    Neither field is chosen by a user, and a line must be exactly ``<digits> <STATE>``
+    (``CLUSTER: name`` headers of ``-M`` and anything else are skipped); the first line
+    of a job id wins.
+    """
     if isinstance(text, bytes):
-        text = text.decode("utf-8", "replace")
+        text = text.decode("ascii", "replace")
     out: dict[int, str] = {}
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) >= 2 and parts[0].isdigit():
-            out[int(parts[0])] = parts[1].upper()
+    for line in text.split("\n"):
+        match = _LISTING_LINE.fullmatch(line.strip())
+        if match:
+            out.setdefault(int(match.group(1)), match.group(2))
     return out
 
 
@@ -128,17 +140,11 @@ def _exit_code(value: str | None) -> ExitCode | None:
 
 
 def _tokens(line: str) -> tuple[dict[str, str], list[dict[str, str]]]:
-    fields: dict[str, str] = {}
-    groups: list[dict[str, str]] = []
-    for match in _TOKEN.finditer(line):
-        key, value = match.group(1), match.group(2).strip()
-        if key == "Nodes":  # a detail group starts: Nodes= CPU_IDs= Mem= GRES=
-            groups.append({"Nodes": value})
-        elif groups and key in ("CPU_IDs", "Mem", "GRES"):
-            groups[-1][key] = value
-        else:
-            fields.setdefault(key, value)
-    return fields, groups
+    """Fields and node groups (``Nodes= CPU_IDs= Mem= GRES=``) of one record, split
+    only at the keys scontrol prints, in its order, so that a user-chosen value (job
+    name, comment, paths …) can never become a key (:mod:`.scontrol_text`)."""
+    split = split_record(line)
+    return dict(split.fields), [dict(g) for g in split.groups]
 
 
 def _resources(groups: list[dict[str, str]], topology: Mapping[str, NodeTopology] | None,
@@ -170,6 +176,7 @@ def _job(line: str, flog: FieldLog, cluster: str | None, version: str | None,
     if base is None:
         flog.note("JobState", "missing")
     state = base or "UNKNOWN"
+    phase = job_phase(state, flags, family="ctld")
     user, uid = _name_id(fields.get("UserId"))
     group, _gid = _name_id(fields.get("GroupId"))
     nodes = expand_hostlist(_str(fields, "NodeList"))
@@ -179,9 +186,9 @@ def _job(line: str, flog: FieldLog, cluster: str | None, version: str | None,
     limit, unlimited = _minutes(fields.get("TimeLimit"))
     start = _time(fields.get("StartTime"))
     end = _time(fields.get("EndTime"))
-    if state == "PENDING":
-        start = None  # the scheduler's expected start
-    if state in _LIVE_STATES:
+    if phase is Phase.PENDING:
+        start = None  # the scheduler's expected start (or a requeued run's)
+    if phase is not Phase.ENDED and not is_finishing(state, flags):
         end = None  # start + time limit: the expected end
     array_job = as_int(fields.get("ArrayJobId")) or None
     task = fields.get("ArrayTaskId")
@@ -192,7 +199,7 @@ def _job(line: str, flog: FieldLog, cluster: str | None, version: str | None,
     if "AllocTRES" in fields or "ReqTRES" in fields:
         tres = parse_tres_string(fields.get("AllocTRES"))
         tres_req = parse_tres_string(fields.get("ReqTRES"))
-    elif state == "PENDING" or not nodes:
+    elif phase is Phase.PENDING or not nodes:
         tres, tres_req = {}, parse_tres_string(fields.get("TRES"))
     else:
         tres, tres_req = parse_tres_string(fields.get("TRES")), {}
@@ -202,7 +209,7 @@ def _job(line: str, flog: FieldLog, cluster: str | None, version: str | None,
     gpus = gpus_from_tres(tres)
     if gpus is None and any(r.gpus for r in resources):
         gpus = sum(1 for r in resources for g in r.gpus if g.kind == "gpu")
-    if gpus is None and state != "PENDING":
+    if gpus is None and phase is not Phase.PENDING:
         gpus = gpus_requested(fields.get("TresPerJob"), 1) or gpus_requested(
             fields.get("TresPerNode"), node_count or len(nodes) or 1)
     return JobRecord(
@@ -217,6 +224,8 @@ def _job(line: str, flog: FieldLog, cluster: str | None, version: str | None,
         start_time=start, end_time=end,
         elapsed_s=(end - start) if start is not None and end is not None else None,
         state=state, state_flags=flags, state_reason=_str(fields, "Reason"),
+        phase=phase, requeued=is_requeue(state, flags),
+        restart_count=as_int(fields.get("Restarts")),
         exit_code=_exit_code(fields.get("ExitCode")),
         derived_exit_code=_exit_code(fields.get("DerivedExitCode")),
         nodes=nodes, node_count=node_count, cpus=cpus, gpus=gpus,
@@ -240,6 +249,104 @@ def _line_job_id(line: str) -> int | None:
     return int(ident) if ident.isascii() and ident.isdigit() else None
 
 
+def _version_tuple(version: str | None) -> tuple[int, int] | None:
+    match = re.match(r"(\d+)\.(\d+)", version or "")
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def _decode_line(raw: bytes | str) -> tuple[str, bool]:
+    if isinstance(raw, str):
+        return raw, False
+    try:
+        return raw.decode("utf-8"), False
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", "replace"), True
+
+
+class _Record:
+    __slots__ = ("_complete", "bad_bytes", "blank", "job_id", "joined", "lines")
+
+    def __init__(self, job_id: int, line: str, bad: bool) -> None:
+        self.job_id = job_id
+        self.lines = [line]
+        self.joined = False
+        self.bad_bytes = bad
+        self.blank: list[str] = []  # empty lines after it (part of a value if it goes on)
+        self._complete: bool | None = None
+
+    def complete(self, version: tuple[int, int] | None) -> bool:
+        if self._complete is None:
+            self._complete = record_complete(self.text, version)
+        return self._complete
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines).strip()  # as _job splits it (one cached split)
+
+    def take(self, lines: list[str], bad: bool) -> None:
+        self._complete = None
+        self.lines.extend((*self.blank, *lines))
+        self.blank = []
+        self.joined = True
+        self.bad_bytes = self.bad_bytes or bad
+
+
+# Lines joined into one record at most: real values hold a few newlines; a record that
+# is still not whole after that is left out (parse_scontrol_jobs), and the join stays
+# linear in the output's size.
+_MAX_JOIN = 64
+
+
+def _segments(text: bytes | str) -> list[_Record]:
+    """Each ``JobId=`` line with the lines after it that do not start with ``JobId=``."""
+    lines: list[bytes] | list[str] = (text.split(b"\n") if isinstance(text, bytes)
+                                      else text.split("\n"))
+    out: list[_Record] = []
+    for raw in lines:
+        line, bad = _decode_line(raw)
+        if not line.strip():
+            if out:
+                out[-1].blank.append(line)
+            continue
+        ident = _line_job_id(line)
+        if ident is not None:
+            out.append(_Record(ident, line, bad))
+        elif out:
+            out[-1].take([line], bad)
+    return out
+
+
+def _records(text: bytes | str, only: Collection[int] | None,
+             version: tuple[int, int] | None) -> tuple[list[_Record], bool]:
+    """Physical lines → job records.
+
+    scontrol writes a newline inside a value raw (22.05.8, 24.11.5, 26.05.5: a job name
+    ``$'a\nb'`` or a ``--comment`` with a newline). So a line that does not start with
+    ``JobId=`` continues the record before it, and a line that does start with
+    ``JobId=`` begins a new record only if the record before it is complete (every
+    mandatory key, Std* of a batch job, ``Power=`` ≤ 22.05): a user's ``\nJobId=99 …``
+    inside a comment is not a job. Completeness is only checked where a wanted job is
+    involved (``only``), so unwanted lines stay cheap. Text in which no record is
+    complete is not scontrol's full output (a release whose key order we do not know,
+    or a hand-made sample): there each ``JobId=`` line is a record, read leniently
+    (returned with False; True when records were checked).
+    """
+    segments = _segments(text)
+    out: list[_Record] = []
+    for seg in segments:
+        cur = out[-1] if out else None
+        if cur is not None:
+            need = only is None or seg.job_id in only or cur.job_id in only or cur.joined
+            if need and len(cur.lines) < _MAX_JOIN and not cur.complete(version):
+                cur.take(seg.lines, seg.bad_bytes)  # part of a user-chosen value
+                cur.blank = seg.blank
+                continue
+        out.append(seg)
+    if not any(rec.complete(version) for rec in out):
+        return _segments(text), False  # not scontrol's whole output: one per JobId= line
+    return out, True
+
+
 def parse_scontrol_jobs(text: bytes | str, *, cluster: str | None = None,
                         version: str | None = None,
                         topology: Mapping[str, NodeTopology] | None = None,
@@ -250,19 +357,54 @@ def parse_scontrol_jobs(text: bytes | str, *, cluster: str | None = None,
     through the same helpers, the expected start/end of live jobs are dropped, and a
     field that does not read costs that field only. ``only``: parse just these job ids
     (the other lines are skipped by their ``JobId=`` prefix, untokenised).
+
+    User-chosen values are hostile (issue 10): records are split as described in
+    :func:`_records` and :mod:`.scontrol_text`; a job id that shows up in two records
+    (a user's fake record beside the real one) is left out, with a warning; non-UTF-8
+    bytes are replaced (22.05.8 prints a job name's bytes raw).
     """
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", "replace")
+    vt = _version_tuple(version)
     flog = FieldLog(f"{version or '?'}/scontrol-text")
+    records, checked = _records(text, only, vt)
+    counts: dict[int, int] = {}
+    for rec in records:
+        counts[rec.job_id] = counts.get(rec.job_id, 0) + 1
     jobs: list[JobRecord] = []
-    for line in text.splitlines():
-        if "JobId=" not in line:
+    for rec in records:
+        if only is not None and rec.job_id not in only:
             continue
-        if only is not None and _line_job_id(line.lstrip()) not in only:
+        if counts[rec.job_id] > 1:
+            log.warning("scontrol text: job %s appears in %d records (a user-chosen field "
+                        "holds a fake record); its details are left out",
+                        rec.job_id, counts[rec.job_id])
+            counts[rec.job_id] = -1  # warn once
             continue
-        record = _job(line, flog, cluster, version, topology)
-        if record is not None:
-            jobs.append(record)
+        if counts[rec.job_id] < 0:
+            continue
+        body = rec.text
+        if checked and not rec.complete(vt):
+            # beside whole records, a part that is not one is a user's text after a
+            # newline (24.11+ end a batch job's line with StdOut=, so a newline there
+            # can start a ``JobId=`` line of its own): not a job
+            log.warning("scontrol text: a record of job %s is not whole (a user-chosen "
+                        "field holds a newline?); its details are left out", rec.job_id)
+            continue
+        record = _job(body, flog, cluster, version, topology)
+        if record is None:
+            continue
+        extra: list[str] = []
+        if rec.bad_bytes:
+            extra.append("text: non-UTF-8 bytes replaced")
+            log.warning("scontrol text: job %s has non-UTF-8 bytes (replaced)", rec.job_id)
+        if rec.joined:
+            extra.append("text: a user-chosen field holds a newline")
+        if not split_record(body.strip()).strict:
+            extra.append("text: key order not as known for this release; read leniently")
+            log.warning("scontrol text: job %s: key order not as known; read leniently "
+                        "(user, account and hosts must come from accounting)", rec.job_id)
+        if extra:
+            record = msgspec.structs.replace(record, warnings=(*record.warnings, *extra))
+        jobs.append(record)
     return jobs
 
 
@@ -293,10 +435,27 @@ def parse_batch_scripts(text: bytes | str, wanted: Collection[int] = (),
     # split at wanted ids, and at every array-task header (dropped when not resolvable)
     heads = [(m, i) for m, i in heads
              if (i is not None and (not wanted or i in wanted)) or "_" in m.group(1)]
+    # A script can print a header of a wanted job itself: the id then heads two parts,
+    # and the part before each copy may hold the fake one. All of them are left out.
+    seen: dict[int, int] = {}
+    for _m, ident in heads:
+        if ident is not None:
+            seen[ident] = seen.get(ident, 0) + 1
+    doubtful: set[int] = set()
+    for n, (_m, ident) in enumerate(heads):
+        if ident is not None and seen[ident] > 1:
+            doubtful.add(ident)
+            prev = heads[n - 1][1] if n else None
+            if prev is not None:
+                doubtful.add(prev)
+    if doubtful:
+        log.warning("sacct -B: a batch script prints the header of job(s) %s; their "
+                    "scripts are left out", ",".join(map(str, sorted(doubtful))))
     out: dict[int, str] = {}
     for n, (head, ident) in enumerate(heads):
         end = heads[n + 1][0].start() if n + 1 < len(heads) else len(text)
         body = text[head.end():end].rstrip("\n")
-        if ident is not None and body.strip() and body.strip() != "NONE":
+        if ident is not None and ident not in doubtful and body.strip() \
+                and body.strip() != "NONE":
             out[ident] = body + "\n"
     return out

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from cc_slurm_adapter.errors import SlurmParseError
 from cc_slurm_adapter.slurm.parse import decode_document, parse_jobs
 from cc_slurm_adapter.slurm.tres import (
     ctld_memory,
@@ -58,9 +59,9 @@ def test_odd_job_elements_cost_only_themselves() -> None:
                                   {"job_id": "bad"}, {"job_id": 8, "job_state": ["PENDING"]}]}
     result = parse_jobs(json.dumps(doc).encode())
     assert [j.job_id for j in result.jobs] == [7, 8] and result.skipped == 4
-    # `jobs` not a list: the slow path keeps meta and reads no jobs
-    odd = parse_jobs(json.dumps({"meta": meta, "jobs": {"7": {}}}))
-    assert odd.jobs == [] and odd.meta.release == "22.05.8"
+    # `jobs` not a list is no Slurm document: an error, never "no jobs in this window"
+    with pytest.raises(SlurmParseError):
+        parse_jobs(json.dumps({"meta": meta, "jobs": {"7": {}}}))
     # Infinity tokens (dumps before 24.05.4) go through the slow path, job by job
     text = json.dumps({"meta": meta, "jobs": [{"job_id": 9, "job_state": "RUNNING",
                                                "cpus": 1}]}).replace('"cpus": 1',
