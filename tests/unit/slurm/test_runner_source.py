@@ -336,3 +336,52 @@ async def test_late_scripts_share_the_cycles_one_script_call(slurm_json: Path) -
     # nothing new and nothing wanted: no script call at all
     third = await source.cycle(0, 60, captured=captured)
     assert third.scripts == {} and len([a for a in runner.argvs if "-B" in a]) == before + 1
+
+
+@pytest.mark.parametrize(("version", "json_flag"), [((22, 5, 8), "--json"),
+                                                    ((24, 11, 5), "--json=v0.0.43")])
+async def test_accounting_window_leaves_out_pending(version: tuple[int, int, int],
+                                                    json_flag: str) -> None:
+    """The cycle's sacct asks only for jobs that ran on one or more nodes, in one call
+    (`--nnodes=1-2147483647`, the largest maximum sacct 22.05.8-26.05.5 accept), so a
+    deep pending queue adds nothing to the answer. The window is UTC (the runner pins
+    TZ=UTC); 24.11 pins the newest parser the fake's `--json=list` names (v0.0.43)."""
+    runner = _fake_slurm(0, version, {})
+    info = await detect_slurm(runner)
+    source = SlurmSource(runner, info, cluster="c1")
+    before = len(runner.argvs)
+    assert await source.accounting(1_700_000_000, 1_700_003_600) == []
+    (argv,) = runner.argvs[before:]
+    assert argv == ("sacct", json_flag, "--allusers", "-X", "--nnodes=1-2147483647",
+                    "-S", "2023-11-14T22:13:20", "-E", "2023-11-14T23:13:20", "-M", "c1")
+
+
+@pytest.mark.parametrize(("version", "argv"), [
+    ((22, 5, 8), ("squeue", "-h", "-a", "-o", "%A %T")),
+    # 24.05+: the job-state RPC; 26.05.5 refuses it beside -a, so it goes without
+    ((24, 11, 5), ("squeue", "-h", "--only-job-state", "-o", "%A %T")),
+])
+async def test_live_listing_uses_the_cheapest_call(version: tuple[int, int, int],
+                                                   argv: tuple[str, ...]) -> None:
+    runner = _fake_slurm(2, version, {})
+    source = SlurmSource(runner, await detect_slurm(runner))
+    before = len(runner.argvs)
+    assert await source.live_listing() == {1000: "RUNNING", 1001: "RUNNING"}
+    assert runner.argvs[before:] == [argv]
+
+
+async def test_live_listing_falls_back_when_the_option_is_refused() -> None:
+    inner = _fake_slurm(1, (24, 11, 5), {})
+
+    def handler(argv: tuple[str, ...]) -> bytes | CommandResult:
+        if "--only-job-state" in argv:
+            return CommandResult(argv=argv, stdout=b"", returncode=1, seconds=0,
+                                 stderr="squeue: unrecognized option '--only-job-state'")
+        return inner.handler(argv)
+
+    runner = FakeRunner(handler)
+    source = SlurmSource(runner, await detect_slurm(runner))
+    assert await source.live_listing() == {1000: "RUNNING"}
+    assert await source.live_listing() == {1000: "RUNNING"}
+    listings = [a for a in runner.argvs if a[0] == "squeue"]
+    assert [("--only-job-state" in a) for a in listings] == [True, False, False]
