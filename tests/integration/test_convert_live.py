@@ -9,7 +9,9 @@ both threads of every allocated core, as cc-backend's topology numbers them.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -21,7 +23,7 @@ import pytest
 
 from cc_slurm_adapter.testing.ccbackend.standin import StandIn
 from cc_slurm_adapter.testing.demo import convert_job
-from cc_slurm_adapter.testing.slurm_testbed import SlurmTestbed
+from cc_slurm_adapter.testing.slurm_testbed import FINAL_STATES, SlurmTestbed
 
 pytestmark = pytest.mark.slurm
 
@@ -58,17 +60,33 @@ def convert(tb: SlurmTestbed, config: Path, job_id: int) -> dict[str, Any]:
 def test_running_and_finished_jobs_reach_the_standin(
         slurm_cluster: SlurmTestbed, standin: StandIn, adapter_config: Path) -> None:
     tb = slurm_cluster
-    # Each job must still run when its turn to be read comes: the three are read one after
-    # the other, each read a `convert --job` process of a few Slurm calls (seconds on a
-    # loaded 2-core machine). A job that ended before its read would fail the test at
-    # random, so each sleeps well past the reads of the jobs before it.
+    # Each job must still run when its turn to be read comes, however the scheduler orders
+    # the three and however slow each `convert --job` is on a loaded 2-core machine: they
+    # run until the test opens a gate (a file the job script waits for), then end.
+    gate_name = f"gate-convert-live-{os.getpid()}-{time.monotonic_ns()}"
+    gate_inside, gate_host = f"{tb.job_dir_in_root}/{gate_name}", tb.job_dir / gate_name
+    hold = f"while [ ! -e {gate_inside} ]; do sleep 0.5; done"
     jobs = {
         "gpu2node": tb.submit(["-J", "live-gpu2node", "-N2", "--ntasks-per-node=1",
-                               "--gres=gpu:1", "-t", "5", "--wrap", "sleep 20"]),
+                               "--gres=gpu:1", "-t", "5", "--wrap", hold]),
         "smt": tb.submit(["-J", "live-smt", "-w", "node2", "-n", "2", "-t", "5",
-                          "--wrap", "sleep 20"]),
-        "fail": tb.submit(["-J", "live-fail", "-t", "5", "--wrap", "sleep 20; exit 3"]),
+                          "--wrap", hold]),
+        "fail": tb.submit(["-J", "live-fail", "-t", "5", "--wrap", f"{hold}; exit 3"]),
     }
+    try:
+        _reach_the_standin(tb, jobs, standin, adapter_config, gate_host)
+    finally:
+        gate_host.touch()
+        for job_id in jobs.values():
+            tb.run("scancel", str(job_id), check=False)
+        for job_id in jobs.values():
+            with contextlib.suppress(Exception):
+                tb.wait_state(job_id, FINAL_STATES, timeout=30)
+        gate_host.unlink(missing_ok=True)
+
+
+def _reach_the_standin(tb: SlurmTestbed, jobs: dict[str, int], standin: StandIn,
+                       adapter_config: Path, gate: Path) -> None:
     client = httpx.Client(base_url=standin.url, headers=standin.headers(), timeout=10)
     with client:
         starts: dict[str, dict[str, Any]] = {}
@@ -105,6 +123,7 @@ def test_running_and_finished_jobs_reach_the_standin(
             assert sibling in threads, (sorted(threads), thread)
         assert smt["numHwthreads"] == len(threads)
 
+        gate.touch()  # every job was read while it ran: let them end
         expected_state = {"gpu2node": "completed", "smt": "completed", "fail": "failed"}
         for name, job_id in jobs.items():
             tb.wait_sacct(job_id, timeout=90)

@@ -3,9 +3,9 @@
 testuser submits jobs whose name or comment mimic scontrol's ``Key=value`` text (the
 issue's ``x UserId=root(0) Account=evilacct Nodes=evil1 CPU_IDs=0-63``, the same in the
 comment, a comment with a newline and a fake ``JobId=`` record) and one job with a
-non-UTF-8 byte in its name. Each runs pinned on node1, so the expected user
-(testuser), account (the testbed's account for testuser) and hosts (node1) come from
-the submission. They are read through the Slurm layer (``SlurmSource.details`` with
+non-UTF-8 byte in its name. Each runs pinned on a node (``HOSTS``), so the expected user
+(testuser), account (the testbed's account for testuser) and hosts come from the
+submission. They are read through the Slurm layer (``SlurmSource.details`` with
 the scontrol text and, where it filters, ``squeue --json``) and through ``convert
 --job``; sacct's own answer is checked to say the same.
 """
@@ -39,10 +39,17 @@ JOBS: dict[str, tuple[str, ...]] = {
 }
 
 
+# Where each job runs, so that all four run at once: node1 has 2 CPUs (no SMT, one per
+# task), node2 2x2 cores x 2 threads (a task gets a whole core: 2 CPUs). Four jobs pinned
+# to node1 would run two at a time, and the last two start only when the first two end.
+HOSTS = {"name": "node1", "comment": "node1", "newline": "node2", "bytes": "node2"}
+CPUS = {"node1": 1, "node2": 2}
+
+
 def _submit_all(tb: SlurmTestbed) -> dict[str, int]:
     ids: dict[str, int] = {}
     for key, args in JOBS.items():
-        ids[key] = tb.submit(["-w", "node1", "-n", "1", "--mem=32", "-t", "5", *args,
+        ids[key] = tb.submit(["-w", HOSTS[key], "-n", "1", "--mem=32", "-t", "5", *args,
                               "--wrap", "sleep 120"])
     return ids
 
@@ -59,13 +66,13 @@ def test_hostile_fields_leave_user_account_hosts_intact(slurm_cluster: SlurmTest
     try:
         for job_id in ids.values():
             tb.wait_state(job_id, "RUNNING", timeout=180)
-        expected = ("testuser", tb.account, ("node1",))
+        expected = ("testuser", tb.account)
         # what Slurm's accounting says (JSON fields no job text reaches)
         for job_id in ids.values():
             acct = [j for j in parse_jobs(tb.run("sacct", "--json", "-X", "-j", str(job_id))
                                           .stdout.encode(errors="surrogateescape"),
                                           source="sacct").jobs if j.job_id == job_id]
-            assert acct and (acct[0].user, acct[0].account) == expected[:2]
+            assert acct and (acct[0].user, acct[0].account) == expected
 
         async def details(mode: str) -> dict[int, Any]:
             runner = CommandRunner(timeout=60, env=tb.env, bin_dir=str(tb.bin_dir))
@@ -82,9 +89,10 @@ def test_hostile_fields_leave_user_account_hosts_intact(slurm_cluster: SlurmTest
             assert sorted(found) == sorted(ids.values()), mode
             for key, job_id in ids.items():
                 rec = found[job_id]
-                assert (rec.user, rec.account, rec.nodes) == expected, (mode, key)
-                assert {r.hostname for r in rec.resources} == {"node1"}, (mode, key)
-                assert rec.resources[0].cpus == 1, (mode, key)  # -n 1 on node1 (no SMT)
+                host = HOSTS[key]
+                assert (rec.user, rec.account, rec.nodes) == (*expected, (host,)), (mode, key)
+                assert {r.hostname for r in rec.resources} == {host}, (mode, key)
+                assert rec.resources[0].cpus == CPUS[host], (mode, key)
             assert found[ids["name"]].name == SPOOF
             assert "\ufffd" in (found[ids["bytes"]].name or "")
 
@@ -96,8 +104,8 @@ def test_hostile_fields_leave_user_account_hosts_intact(slurm_cluster: SlurmTest
             line = convert_job(adapter, config, tb.env, job_id)
             start = line["start_job"]
             assert start is not None, key
-            assert (start["user"], start["project"]) == expected[:2], key
-            assert [r["hostname"] for r in start["resources"]] == ["node1"], key
+            assert (start["user"], start["project"]) == expected, key
+            assert [r["hostname"] for r in start["resources"]] == [HOSTS[key]], key
             assert len(start["resources"][0].get("hwthreads") or [0]) <= 2, key
     finally:
         _cancel(tb, ids)

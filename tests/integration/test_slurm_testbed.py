@@ -117,8 +117,9 @@ def test_prolog_epilog_hook_slot(slurm_cluster: SlurmTestbed) -> None:
     deadline = time.monotonic() + 15
     wanted = {f"context=prolog_slurmctld job={job_id}", f"context=epilog_slurmctld job={job_id}"}
     text = ""
+    # errors="replace": the hook logs each job's environment, and a job name may hold any byte
     while time.monotonic() < deadline:
-        text = log.read_text() if log.exists() else ""
+        text = log.read_text(errors="replace") if log.exists() else ""
         if all(w in text for w in wanted):
             break
         time.sleep(0.3)
