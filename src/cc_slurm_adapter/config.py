@@ -145,6 +145,33 @@ KEYS: tuple[Key, ...] = (
         upstream=False),
     Key("slurmCommandTimeout", "int", 120, "Seconds before a Slurm command is killed.",
         upstream=False, minimum=1, maximum=DAY),
+    Key("prepSockMode", "str", "0660",
+        "Octal mode of the daemon's UNIX socket (prepSockListenPath).", upstream=False),
+    Key("prepSockGroup", "str", "",
+        "Group of the daemon's UNIX socket; empty: the group of Slurm's SlurmUser, if "
+        "that group exists, else the daemon's own.", upstream=False),
+    Key("prepSockToken", "str", "",
+        "Shared secret the hook sends with each event; when set, the daemon drops events "
+        "without it (advised for a tcp: socket, which anyone who can reach it may use).",
+        upstream=False, secret=True),
+    Key("natsTls", "bool", False,
+        "Connect to NATS with TLS, checked against the system's CA store or natsTlsCaFile.",
+        upstream=False),
+    Key("natsTlsCaFile", "str", "",
+        "PEM file of the CA(s) the NATS server's certificate is checked against (implies "
+        "TLS).", upstream=False),
+    Key("natsTlsCertFile", "str", "",
+        "Client certificate (PEM) for NATS TLS; needs natsTlsKeyFile.", upstream=False),
+    Key("natsTlsKeyFile", "str", "", "Private key (PEM) of natsTlsCertFile.",
+        upstream=False),
+    Key("natsJetStream", "bool", False,
+        "Publish to a JetStream stream and wait for its ack (exactly once per event, by "
+        "Nats-Msg-Id); off: core NATS, fire-and-forget.", upstream=False),
+    Key("natsStreamName", "str", "CC_SLURM_ADAPTER",
+        "JetStream stream the events go to; created if missing.", upstream=False),
+    Key("natsStreamSubjects", "str", "",
+        "Comma-separated subjects of a stream the adapter creates; empty: natsSubject.",
+        upstream=False),
 )
 
 KEYS_BY_NAME: dict[str, Key] = {k.name: k for k in KEYS}
@@ -432,6 +459,16 @@ class Config:
     cc_rest_ca_file: str = _default("ccRestCaFile")
     cc_rest_send_tags: bool = _default("ccRestSendTags")
     slurm_command_timeout: int = _default("slurmCommandTimeout")
+    prep_sock_mode: str = _default("prepSockMode")
+    prep_sock_group: str = _default("prepSockGroup")
+    prep_sock_token: str = field(default=_default("prepSockToken"), repr=False)
+    nats_tls: bool = _default("natsTls")
+    nats_tls_ca_file: str = _default("natsTlsCaFile")
+    nats_tls_cert_file: str = _default("natsTlsCertFile")
+    nats_tls_key_file: str = _default("natsTlsKeyFile")
+    nats_jet_stream: bool = _default("natsJetStream")
+    nats_stream_name: str = _default("natsStreamName")
+    nats_stream_subjects: str = _default("natsStreamSubjects")
     source: str = "<defaults>"
 
     def __repr__(self) -> str:
@@ -452,7 +489,7 @@ class Config:
     @property
     def secrets(self) -> tuple[str, ...]:
         """Values that must never be logged (for the log redaction)."""
-        found = [self.cc_rest_jwt, self.nats_password]
+        found = [self.cc_rest_jwt, self.nats_password, self.prep_sock_token]
         segments = self.cc_rest_jwt.split(".")
         if len(segments) == 3:
             found.append(segments[2])  # a JWT's signature is the secret part of it
