@@ -296,8 +296,19 @@ class SlurmSource:
             # half the client's memory. Lines of other jobs are skipped by their JobId=
             # prefix, untokenised. 23.02–24.05.0 would also have scontrol --json (-d is
             # implied), untested here: no live release in that range.
-            argv = ["scontrol", "show", "job", "-d", "-o", *self._cluster_args()]
-            result = await self.runner.run(argv, timeout=self.timeout)
+            # One job (a Prolog/Epilog event, one new job in a cycle): ask for it alone.
+            # slurmctld answers a single-job request without packing the whole job
+            # table, so its cost does not grow with the pending queue; scontrol takes
+            # one id only ("1,2" is an invalid job id on 22.05.8).
+            one = [str(job_ids[0])] if len(wanted) == 1 else []
+            argv = ["scontrol", "show", "job", "-d", "-o", *one, *self._cluster_args()]
+            try:
+                result = await self.runner.run(argv, timeout=self.timeout)
+            except SlurmCommandFailed as exc:
+                # a single job that slurmctld no longer holds (purged after MinJobAge)
+                if one and "invalid job id" in exc.stderr.lower():
+                    return []
+                raise
             jobs = parse_scontrol_jobs(result.stdout, cluster=self.cluster or
                                        self.info.meta.cluster or self.info.cluster_name,
                                        version=self.info.meta.release,

@@ -144,6 +144,34 @@ async def test_single_purged_id_is_not_an_error() -> None:
     assert await SlurmSource(FakeRunner(handler), info).details([5]) == []
 
 
+async def test_scontrol_text_asks_for_a_single_job_alone() -> None:
+    """22.05: one wanted job is one single-job request (cheap whatever the queue);
+    several are one dump of every job; a single purged job is no error."""
+    text = (b"JobId=7 JobName=a UserId=u(1) JobState=RUNNING NodeList=n1 NumNodes=1 "
+            b"NumCPUs=2\n")
+
+    def handler(argv: tuple[str, ...]) -> bytes | CommandResult:
+        if argv[-1] == "8":
+            return CommandResult(argv=argv, stdout=b"", returncode=1, seconds=0,
+                                 stderr="slurm_load_jobs error: Invalid job id specified")
+        return text
+
+    runner = FakeRunner(handler)
+    source = SlurmSource(runner, SlurmInfo(meta=_meta_struct(22, 5, 8)))
+    assert [j.job_id for j in await source.details([7])] == [7]
+    assert runner.argvs[-1] == ("scontrol", "show", "job", "-d", "-o", "7")
+    assert [j.job_id for j in await source.details([7, 9])] == [7]
+    assert runner.argvs[-1] == ("scontrol", "show", "job", "-d", "-o")
+    assert await source.details([8]) == []
+
+    def down(argv: tuple[str, ...]) -> CommandResult:
+        return CommandResult(argv=argv, stdout=b"", returncode=1, seconds=0,
+                             stderr="slurm_load_jobs error: Unable to contact slurm controller")
+
+    with pytest.raises(SlurmCommandFailed):  # any other failure is one
+        await SlurmSource(FakeRunner(down), source.info).details([8])
+
+
 def _meta_struct(major: int, minor: int, micro: int) -> SlurmMeta:
     return SlurmMeta(major=major, minor=minor, micro=micro)
 
