@@ -135,6 +135,11 @@ def run(args: list[str], ctx: CliContext) -> int:
         warnings += regex_warnings("ignoreHosts", config.ignore_hosts.pattern)
     for pattern, _addresses in config.gpu_pci_addrs:
         warnings += regex_warnings("gpuPciAddrs", pattern.pattern)
+    if config.prep_sock_listen_path.kind == "tcp" and not config.prep_sock_token:
+        warnings.append(f"prepSockListenPath is {config.prep_sock_listen_path} and "
+                        f"prepSockToken is empty: anyone who can reach that port can send "
+                        f"Prolog/Epilog events (set the same prepSockToken for the daemon "
+                        f"and the hook)")
     token_warnings, notes = token_report(config.cc_rest_jwt, profile=config.cc_rest_profile,
                                          now=time.time())
     for line in [f"warning: {w}" for w in warnings + token_warnings] + [

@@ -417,6 +417,10 @@ def _convert(key: Key, value: Any, path: str) -> Any:
         if value not in PROFILES:
             raise fail(f"expected one of {', '.join(PROFILES)}, got {_show(value)!r}")
         return value
+    if key.name == "prepSockMode" and not re.fullmatch(r"0?[0-7]{3}", value):
+        # setuid/setgid/sticky bits mean nothing on a socket: 3 octal digits, or 4 with a 0
+        raise fail(f"expected an octal file mode such as \"0660\" (three digits 0-7, "
+                   f"optionally after a 0), got {_show(value)!r}")
     return value
 
 

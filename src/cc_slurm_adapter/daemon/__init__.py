@@ -28,8 +28,8 @@ from cc_slurm_adapter.errors import (
 from cc_slurm_adapter.slurm.runner import Runner
 
 from .engine import CycleReport, Engine, EngineSettings
+from .ipc import IpcServer
 from .loop import Daemon
-from .prep import PrepListener
 from .process import Notifier, PidFile, PidFileError, config_changes
 
 __all__ = ["CycleReport", "Daemon", "Engine", "EngineSettings", "run", "serve"]
@@ -132,7 +132,9 @@ async def _serve(daemon: Daemon, config: Config, notifier: Notifier,
         if not config.cc_rest_submit_jobs:
             log.warning("ccRestSubmitJobs is false and NATS publishing is not built yet: "
                         "submissions stay queued in %s", config.state_path)
-        listener = PrepListener(config.prep_sock_listen_path, daemon.hook_event)
+        listener = IpcServer.from_config(
+            config, daemon.hook_event, runner=daemon.runner,
+            slurm_user=daemon.info.slurm_user if daemon.info is not None else None)
         try:
             await listener.start()
         except OSError as exc:

@@ -73,6 +73,9 @@ class SlurmInfo(msgspec.Struct, frozen=True, kw_only=True):
     job_script_stored: bool | None = None
     """``AccountingStoreFlags`` has ``job_script`` (slurmdbd keeps batch scripts);
     None when the configuration could not be read."""
+    slurm_user: str | None = None
+    """``SlurmUser`` (``slurm(64030)`` → ``slurm``): the user slurmctld runs as, whose
+    group the daemon's socket gets by default."""
 
     @property
     def version(self) -> tuple[int, int, int]:
@@ -146,8 +149,10 @@ async def detect_slurm(runner: Runner, *, timeout: float | None = None) -> Slurm
     flags = config.get("AccountingStoreFlags")
     cluster_name = config.get("ClusterName") or None
     stored = None if flags is None else "job_script" in flags.split(",")
+    slurm_user = config.get("SlurmUser", "").split("(", 1)[0].strip() or None
     if (meta.major or 0, meta.minor or 0) < (23, 11):
-        return SlurmInfo(meta=meta, cluster_name=cluster_name, job_script_stored=stored)
+        return SlurmInfo(meta=meta, cluster_name=cluster_name, job_script_stored=stored,
+                         slurm_user=slurm_user)
     parsers: tuple[str, ...] = ()
     try:
         listing = await runner.run(["sacct", "--json=list"], timeout=timeout)
@@ -160,7 +165,7 @@ async def detect_slurm(runner: Runner, *, timeout: float | None = None) -> Slurm
     pin = usable[-1] if usable else (
         meta.data_parser if meta.data_parser in KNOWN_PARSERS else None)
     return SlurmInfo(meta=meta, parsers=parsers, pin=pin, cluster_name=cluster_name,
-                     job_script_stored=stored)
+                     job_script_stored=stored, slurm_user=slurm_user)
 
 
 class CycleResult(msgspec.Struct, kw_only=True):

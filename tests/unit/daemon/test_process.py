@@ -195,44 +195,6 @@ def test_notifier_never_blocks_on_a_full_socket(
     assert results[0] and not results[-1]
 
 
-async def test_prep_socket_takes_hook_events(tmp_path: Path) -> None:
-    from cc_slurm_adapter.daemon.prep import PrepListener
-    from cc_slurm_adapter.hook import parse_socket_address, run_hook
-
-    config = write_config(tmp_path)
-    sock_path = tmp_path / "run" / "daemon.sock"
-    sock_path.parent.mkdir(parents=True, exist_ok=True)
-    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    stale.bind(str(sock_path))  # a dead daemon's socket file
-    stale.close()
-    events: list[tuple[int, str]] = []
-    listener = PrepListener(parse_socket_address(str(sock_path)),
-                            lambda job, ctx: events.append((job, ctx)))
-    await listener.start()
-    env = {"SLURM_JOB_ID": "42", "SLURM_SCRIPT_CONTEXT": "epilog_slurmctld"}
-    loop = asyncio.get_running_loop()
-    assert await loop.run_in_executor(None, run_hook, str(config), env) == 0
-    for _ in range(100):
-        if events:
-            break
-        await asyncio.sleep(0.02)
-    assert events == [(42, "epilog_slurmctld")]
-    await listener.close()
-    assert not sock_path.exists()
-
-
-async def test_prep_socket_never_replaces_a_file(tmp_path: Path) -> None:
-    from cc_slurm_adapter.daemon.prep import PrepListener
-    from cc_slurm_adapter.hook import parse_socket_address
-
-    path = tmp_path / "daemon.sock"
-    path.write_text("not a socket")
-    listener = PrepListener(parse_socket_address(str(path)), lambda j, c: None)
-    with pytest.raises(OSError, match="not a socket"):
-        await listener.start()
-    assert path.read_text() == "not a socket"
-
-
 async def test_sighup_reload_takes_what_it_can(tmp_path: Path,
                                                caplog: pytest.LogCaptureFixture) -> None:
     import logging

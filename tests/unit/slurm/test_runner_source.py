@@ -207,7 +207,8 @@ def _config(*, script: bool) -> bytes:
     flags = "job_comment,job_script" if script else "(null)"
     return (f"Configuration data as of 2026-11-25T18:00:00\n"
             f"AccountingStoreFlags    = {flags}\nClusterName             = testcluster\n"
-            f"MinJobAge               = 300 sec\n").encode()
+            f"MinJobAge               = 300 sec\nSlurmUser               = slurm(64030)\n"
+            ).encode()
 
 
 def _scripted(n_running: int, version: tuple[int, int, int], sample: dict[str, object],
@@ -303,6 +304,12 @@ def test_batch_script_text_forms() -> None:
     # a script that prints a header of a job not asked for stays whole
     inner = f"#!/bin/sh\ncat <<EOF\nBatch Script for 7\n{dash}\nEOF\n"
     assert parse_batch_scripts(f"Batch Script for 5\n{dash}\n{inner}", {5}) == {5: inner}
+
+
+async def test_detect_reads_slurm_user() -> None:
+    # the form 22.05.8-26.05.5 print: "SlurmUser = slurm(64030)"
+    runner = _scripted(0, (22, 5, 8), {}, script=False)
+    assert (await detect_slurm(runner)).slurm_user == "slurm"
 
 
 def test_parse_config() -> None:
