@@ -13,22 +13,19 @@ the hook path stays fast.
 
 from __future__ import annotations
 
-import importlib
-import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from types import ModuleType
 
 from cc_slurm_adapter import __version__
-from cc_slurm_adapter.errors import (
-    EXIT_ERROR,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    EXIT_USAGE,
-    ConfigError,
-)
+
+# The hook runs at every job start and end: until main() knows it is not the hook, this
+# module imports nothing that Python has not loaded at start (no logging, dataclasses,
+# typing, importlib, config, errors: it imports typing); the other modes import what they
+# need when they run.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from types import ModuleType
 
 PROG = "cc-slurm-adapter"
 DAEMON_MODULE = "cc_slurm_adapter.daemon"
@@ -70,18 +67,30 @@ Run '{PROG} SUBCOMMAND -help' for a subcommand's own options.
 """
 
 
-@dataclass
 class CliContext:
-    """What the global flags said, handed to the mode or subcommand that runs."""
+    """What the global flags said, handed to the mode or subcommand that runs.
 
-    config_path: str | None = None
-    daemon: bool = False
-    debug: int = 2
-    help: bool = False
-    version: bool = False
-    subcommand: str | None = None
-    rest: list[str] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
+    A plain class, not a dataclass: ``dataclasses`` imports ``inspect`` (~6 ms), and the
+    hook path builds one of these.
+    """
+
+    def __init__(self) -> None:
+        self.config_path: str | None = None
+        self.daemon = False
+        self.debug = 2
+        self.help = False
+        self.version = False
+        self.subcommand: str | None = None
+        self.rest: list[str] = []
+        self.problems: list[str] = []
+
+    def __repr__(self) -> str:
+        return f"CliContext({vars(self)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, CliContext) and vars(self) == vars(other)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like the dataclass it was
 
 
 def _parse_bool(value: str) -> bool | None:
@@ -187,6 +196,8 @@ def _import(module_name: str, what: str) -> ModuleType | None:
     missing module, or a name that cannot be imported, is a broken installation and
     says what is broken.
     """
+    import importlib
+
     try:
         return importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
@@ -201,7 +212,10 @@ def _import(module_name: str, what: str) -> ModuleType | None:
 
 
 def _run_daemon(ctx: CliContext) -> int:
+    import logging
+
     from cc_slurm_adapter.config import load_config
+    from cc_slurm_adapter.errors import EXIT_ERROR
     from cc_slurm_adapter.log import add_secrets
 
     log = logging.getLogger("cc_slurm_adapter.cli")
@@ -223,13 +237,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if hook_mode:
         # Prolog/Epilog: never fail the job, whatever the arguments say.
-        from cc_slurm_adapter.hook import run_hook
+        from cc_slurm_adapter import hook
 
-        try:
-            return run_hook(ctx.config_path, verbose=ctx.debug >= 3)
-        except Exception as exc:  # the hook must never fail the job
-            print(f"{PROG} hook: unexpected error: {exc!r}", file=sys.stderr)
-            return EXIT_OK
+        if argv is None:  # the console script's own process: exit 0 within hook.DEADLINE
+            hook.run_as_process(sys.argv[1:])
+        return hook.main(sys.argv[1:] if argv is None else argv)
+
+    from cc_slurm_adapter.errors import (
+        EXIT_ERROR,
+        EXIT_INTERRUPTED,
+        EXIT_OK,
+        EXIT_USAGE,
+        ConfigError,
+    )
 
     if ctx.version:
         print(f"{PROG} {__version__}")

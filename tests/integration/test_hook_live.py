@@ -1,10 +1,11 @@
 """Our Prolog/Epilog hook, run by the real slurmctld of every live release.
 
-The hook file (``src/cc_slurm_adapter/hook.py``, standard library only) runs as
-PrologSlurmctld/EpilogSlurmctld with the release's own ``/usr/bin/python3``
-(3.11 on the host, 3.13 and 3.14 in the chroots) and reaches a listener on the
-host over TCP, as a daemon outside the chroot would be reached. When nothing
-listens, the job must still run to completion: the hook never fails a job.
+The shipped ``contrib/hook.sh`` runs the hook file (``src/cc_slurm_adapter/hook.py``,
+standard library only) as PrologSlurmctld/EpilogSlurmctld with the release's own
+``/usr/bin/python3`` (3.11 on the host, 3.13 and 3.14 in the chroots) and reaches a
+listener on the host over TCP, as a daemon outside the chroot would be reached. When
+nothing listens, or a listener accepts and never reads, the job must still run to
+completion: the hook never fails a job.
 """
 
 from __future__ import annotations
@@ -25,11 +26,12 @@ from tests.conftest import REPO_ROOT
 pytestmark = pytest.mark.slurm
 
 # The hook dir lives in the checkout (git-ignored var/), because the chroots see the
-# checkout read-only at another path: the wrapper finds hook.py and config relative to itself.
+# checkout read-only at another path: the wrapper finds contrib/hook.sh (which finds
+# src/cc_slurm_adapter/hook.py from a checkout) and the config relative to itself.
 HOOK_DIR = REPO_ROOT / "var" / "hook-live"
 WRAPPER = """#!/bin/sh
 here=$(dirname "$0")
-/usr/bin/python3 "$here/../../src/cc_slurm_adapter/hook.py" -config "$here/config.json"
+/bin/sh "$here/../../contrib/hook.sh" -config "$here/config.json"
 exit 0
 """
 
@@ -77,6 +79,53 @@ class Listener:
         self._stop.set()
         self.server.close()
         self._thread.join(2)
+
+
+class SilentListener:
+    """Accepts every connection and reads none until :meth:`messages` (after the job)."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.server.settimeout(0.3)
+        self.port: int = self.server.getsockname()[1]
+        self.conns: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.conns.append(conn)
+
+    def messages(self) -> list[dict[str, str]]:
+        """Read what every held connection sent (the hooks are long gone by now)."""
+        found = []
+        for conn in list(self.conns):
+            conn.settimeout(2)
+            data = b""
+            try:
+                while chunk := conn.recv(65536):
+                    data += chunk
+            except OSError:
+                continue
+            try:
+                found.append(json.loads(data))
+            except ValueError:
+                continue
+        return found
+
+    def close(self) -> None:
+        self._stop.set()
+        self.server.close()
+        self._thread.join(2)
+        for conn in self.conns:
+            conn.close()
 
 
 @pytest.fixture()
@@ -134,3 +183,27 @@ def test_jobs_still_run_when_the_daemon_is_down(
         tb.up()
     found = [j for j in job["jobs"] if j["job_id"] == job_id]
     assert found and sacct_state(found[0]) == "COMPLETED"
+
+
+def test_jobs_still_run_when_the_daemon_never_reads(
+        slurm_cluster: SlurmTestbed, hook_dir: Path) -> None:
+    """A daemon that accepts and never reads (hung, or a hostile listener): the hook
+    still exits 0 in time, slurmctld runs the job, and both events were sent."""
+    tb = slurm_cluster
+    silent = SilentListener()
+    _use_hook(tb, hook_dir, f"tcp:127.0.0.1:{silent.port}")
+    try:
+        job_id = tb.submit(["-J", "ccsa-silent", "--wrap", "true"])
+        job = tb.wait_sacct(job_id, timeout=180, name="ccsa-silent")
+        contexts: set[str] = set()
+        deadline = time.monotonic() + 30  # the epilog may end after sacct shows the job
+        while time.monotonic() < deadline and len(contexts) < 2:
+            time.sleep(0.5)
+            held = [m for m in silent.messages() if m.get("SLURM_JOB_ID") == str(job_id)]
+            contexts |= {m["SLURM_SCRIPT_CONTEXT"] for m in held}
+    finally:
+        tb.up()
+        silent.close()
+    found = [j for j in job["jobs"] if j["job_id"] == job_id]
+    assert found and sacct_state(found[0]) == "COMPLETED"
+    assert contexts == {"prolog_slurmctld", "epilog_slurmctld"}
