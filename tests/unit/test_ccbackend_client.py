@@ -831,3 +831,20 @@ async def test_tls_with_the_ca_file(https_server: tuple[str, Path]) -> None:
     url, cert = https_server
     async with CCBackendClient(url, "t0k", timeout=5, ca_file=str(cert)) as cc:
         assert await cc.get_clusters() == []
+
+
+def test_tls_context_loads_the_ca_store_only_where_tls_can_happen(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import ssl
+
+    from cc_slurm_adapter.ccbackend.client import tls_context
+
+    for name in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY",
+                 "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    plain = tls_context("http", "")
+    assert plain.verify_mode == ssl.CERT_REQUIRED and plain.check_hostname
+    assert plain.cert_store_stats()["x509_ca"] == 0
+    assert tls_context("https", "").verify_mode == ssl.CERT_REQUIRED
+    monkeypatch.setenv("HTTPS_PROXY", "https://proxy.example:3128")
+    assert tls_context("http", "").verify_mode == ssl.CERT_REQUIRED

@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import importlib.util
 import logging
+import os
 import ssl
 import sys
 import time
@@ -142,8 +143,7 @@ class CCBackendClient:
         self.timeout = float(timeout)
         self.max_in_flight = max_in_flight
         try:
-            # The system store (as the Go adapter uses), or only the site's CA file.
-            context = ssl.create_default_context(cafile=ca_file or None)
+            context = tls_context(parts.scheme, ca_file)
         except (OSError, ssl.SSLError) as exc:
             raise ConfigError(f"cannot load CA file {ca_file}: {exc.strerror or exc}",
                               key="ccRestCaFile") from None
@@ -431,6 +431,23 @@ class CCBackendClient:
                 if job.get("jobId") == job_id:
                     return job
         return None
+
+
+def tls_context(scheme: str, ca_file: str | None) -> ssl.SSLContext:
+    """The context that checks cc-backend's certificate: the system store (as the Go
+    adapter uses), or only the site's CA file. For an http URL without a CA file or a
+    proxy, no TLS can happen (redirects are not followed): the system store is not
+    loaded (~2.5 MB of RSS), and the context still verifies, against no CA at all, so
+    it fails closed should TLS ever be tried."""
+    if scheme == "http" and not ca_file and not _proxy_env():
+        return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    return ssl.create_default_context(cafile=ca_file or None)
+
+
+def _proxy_env() -> bool:
+    """A proxy variable httpx follows (``HTTP(S)_PROXY``, ``ALL_PROXY``, any case)."""
+    return any(k.lower() in ("http_proxy", "https_proxy", "all_proxy") and v
+               for k, v in os.environ.items())
 
 
 def _label(payload: Mapping[str, Any]) -> str:
