@@ -403,14 +403,17 @@ def test_upstream_last_run_mtime_becomes_the_cursor_once(tmp_path: Path, clock: 
 
 def test_new_store_has_the_latest_schema_and_its_indexes(store: Store, tmp_path: Path) -> None:
     conn = sqlite3.connect(tmp_path / "state.db")
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
-    assert {"outbox_due", "runs_state", "runs_cluster_state"} <= indexes
+    assert {"outbox_due", "outbox_target", "runs_state", "runs_cluster_state"} <= indexes
     plan = " ".join(str(r) for r in conn.execute(
-        "EXPLAIN QUERY PLAN SELECT id FROM outbox WHERE next_attempt <= 1 "
+        "EXPLAIN QUERY PLAN SELECT id FROM outbox WHERE target = 'rest' AND next_attempt <= 1 "
         "ORDER BY next_attempt, id LIMIT 5"))
     assert "outbox_due" in plan
+    plan = " ".join(str(r) for r in conn.execute(
+        "EXPLAIN QUERY PLAN SELECT id FROM outbox WHERE target = 'nats' ORDER BY id LIMIT 5"))
+    assert "outbox_target" in plan and "TEMP B-TREE" not in plan
     conn.close()
 
 
@@ -426,7 +429,7 @@ def test_a_v1_database_is_upgraded(tmp_path: Path, clock: Clock) -> None:
         assert run is not None
         assert run.state is S.STARTED
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert conn.execute("SELECT 1 FROM sqlite_master WHERE name='outbox_due'").fetchone()
     conn.close()
 
@@ -442,7 +445,7 @@ def test_a_failing_migration_leaves_the_old_version(tmp_path: Path, clock: Clock
     with pytest.raises(StoreError, match=f"state store {path}: no such table"):
         open_store(path, clock=clock, migrations=(*MIGRATIONS, broken))
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert conn.execute("SELECT 1 FROM sqlite_master WHERE name='half_done'").fetchone() is None
     conn.close()
     open_store(path, clock=clock).close()     # and the lock was released

@@ -76,11 +76,23 @@ async def serve(config: Config, *, notifier: Notifier | None = None,
             return EXIT_ERROR
         if runner is None:
             runner = CommandRunner(timeout=float(config.slurm_command_timeout))
-        daemon = Daemon(config, store=store, client=client, runner=runner,
-                        notifier=notifier)
+        publisher = None
+        if config.nats_enabled:
+            from cc_slurm_adapter.nats import NatsPublisher
+
+            publisher = NatsPublisher(config)
+            await publisher.start()  # connects in the background, never raises
         try:
+            try:
+                daemon = Daemon(config, store=store, client=client, runner=runner,
+                                notifier=notifier, publisher=publisher)
+            except StoreError as exc:
+                log.error("%s", exc)
+                return EXIT_ERROR
             return await _serve(daemon, config, notifier, setup_retry_s)
         finally:
+            if publisher is not None:
+                await publisher.close()
             await client.aclose()
     finally:
         store.close()
@@ -130,8 +142,8 @@ async def _serve(daemon: Daemon, config: Config, notifier: Notifier,
             except TimeoutError:
                 continue
         if not config.cc_rest_submit_jobs:
-            log.warning("ccRestSubmitJobs is false and NATS publishing is not built yet: "
-                        "submissions stay queued in %s", config.state_path)
+            log.info("ccRestSubmitJobs is false: jobs go to cc-backend over NATS only "
+                     "(REST is still asked for the running jobs and the topology)")
         listener = IpcServer.from_config(
             config, daemon.hook_event, runner=daemon.runner,
             slurm_user=daemon.info.slurm_user if daemon.info is not None else None)

@@ -14,9 +14,11 @@ transaction, never across an ``await``):
   the cycle: the cursor stays, the next cycle tries again. If only sacct fails,
   slurmctld's view of running jobs is still snapshotted, so a slurmdbd outage does
   not cost their hwthreads.
-* **drain**: the outbox, oldest due first, up to ``max_in_flight`` requests on the
-  wire (the client's semaphore); each claimed batch's answers settle in one
-  transaction. Woken by new entries and at ``next_due``.
+* **drain**: the outbox's REST entries, oldest due first, up to ``max_in_flight``
+  requests on the wire (the client's semaphore); each claimed batch's answers settle
+  in one transaction. Woken by new entries and at ``next_due``. With natsServer set,
+  one more drain publishes the NATS entries in order (:mod:`.nats_drain`); each
+  target has its own entries, so neither waits for the other.
 * **cc**: every ``ccPollInterval``, and after an outage ends (the first success
   after failures): ``GET /api/clusters/`` for the topology (kept on failure), then
   the reconciliation with cc-backend's running jobs of each cluster.
@@ -46,11 +48,13 @@ from cc_slurm_adapter.slurm.parse import parse_jobs
 from cc_slurm_adapter.slurm.record import JobRecord
 from cc_slurm_adapter.slurm.runner import Runner
 from cc_slurm_adapter.slurm.source import SlurmInfo, SlurmSource, detect_slurm
-from cc_slurm_adapter.store import RunState, Store, Submission
+from cc_slurm_adapter.store import NATS, REST, RunState, Store, Submission
 from cc_slurm_adapter.topology import Topology, TopologyError
 
 from .engine import CycleReport, Engine, EngineSettings, is_live_running
+from .nats_drain import NatsDrain, Publisher
 from .process import Notifier
+from .realtime import Realtime
 
 __all__ = ["CHUNK_S", "CCClient", "ClusterSync", "Daemon", "discover_clusters", "window"]
 
@@ -168,8 +172,8 @@ class Daemon:
     def __init__(self, config: Config, *, store: Store, client: CCClient, runner: Runner,
                  clock: Callable[[], float] = time.time, notifier: Notifier | None = None,
                  settings: EngineSettings | None = None, backoff: Backoff | None = None,
-                 rand: Callable[[], float] = random.random, batch_size: int | None = None
-                 ) -> None:
+                 rand: Callable[[], float] = random.random, batch_size: int | None = None,
+                 publisher: Publisher | None = None) -> None:
         self.config = config
         self.store = store
         self.client = client
@@ -179,12 +183,23 @@ class Daemon:
         self.backoff = backoff or Backoff(1.0, 60.0)
         self.rand = rand
         self.batch_size = batch_size or max(16, 4 * client.max_in_flight)
+        self.stats = _Stats()
+        # Outbox targets: REST when ccRestSubmitJobs, NATS when a publisher is given
+        # (natsServer set). Neither: REST, queued until ccRestSubmitJobs is turned on.
+        targets = [t for t, on in ((REST, config.cc_rest_submit_jobs),
+                                   (NATS, publisher is not None)) if on]
+        moved = store.set_targets(targets or [REST])
+        if moved:
+            log.warning("%d queued submission(s) of a target no longer enabled now go to %s",
+                        moved, store.primary)
+        self.nats = None if publisher is None else NatsDrain(
+            store, publisher, backoff=self.backoff, clock=clock, rand=rand,
+            stats=self.stats.extra)
         self.topology: Topology | None = None
         self._sites: dict[str, Site] = {}
         self.engine = Engine(store, self.site_for, settings=settings, clock=clock)
         self.clusters: list[ClusterSync] = []
         self.info: SlurmInfo | None = None
-        self.stats = _Stats()
         self.wake_drain = asyncio.Event()
         self.wake_poll = asyncio.Event()
         self.wake_cc = asyncio.Event()
@@ -397,8 +412,16 @@ class Daemon:
     # ----------------------------------------------------------------- drain
 
     async def drain_once(self) -> int:
-        """Send one claimed batch and settle the answers in one transaction."""
-        batch = self.store.claim(self.batch_size)
+        """One REST batch and, at the same time, one NATS batch (each settled in one
+        transaction). Returns the entries sent."""
+        if self.nats is None:
+            return await self._drain_rest_once()
+        counts = await asyncio.gather(self._drain_rest_once(), self.nats.drain_once())
+        return sum(counts)
+
+    async def _drain_rest_once(self) -> int:
+        """Send one claimed REST batch and settle the answers in one transaction."""
+        batch = self.store.claim(self.batch_size, target=REST)
         if not batch:
             return 0
         outcomes = await asyncio.gather(*(self._send(sub) for sub in batch))
@@ -470,14 +493,14 @@ class Daemon:
     async def _drain_forever(self) -> None:
         while not self.stopping.is_set():
             try:
-                n = await self.drain_once()
+                n = await self._drain_rest_once()
             except StoreError as exc:
                 log.error("outbox: %s", exc)
                 n = 0
                 await self._sleep(self.wake_drain, 5.0)
             if n:
                 continue
-            due = self.store.next_due()
+            due = self.store.next_due(REST)
             wait = 30.0 if due is None else min(30.0, max(1.0, due - self.clock()))
             await self._sleep(self.wake_drain, wait)
 
@@ -522,13 +545,28 @@ class Daemon:
 
     # ----------------------------------------------------------------- hook events
 
+    _realtime: Realtime | None = None
+
+    @property
+    def realtime(self) -> Realtime:
+        """The real-time path (:mod:`.realtime`), made at first use."""
+        if self._realtime is None:
+            self._realtime = Realtime(self, accounting_by_ids)
+        return self._realtime
+
     def hook_event(self, job_id: int, context: str) -> None:
-        """A Prolog/Epilog event: poll after ``slurmQueryDelay`` (events coalesce)."""
+        """A Prolog/Epilog event: the job is asked for at once (:mod:`.realtime`); an
+        event without a context, or on a multi-cluster daemon, polls after
+        ``slurmQueryDelay`` (events coalesce)."""
         what = {"prolog_slurmctld": "started", "epilog_slurmctld": "ended"}.get(context,
                                                                                "event")
+        self.stats.extra["hook_events"] = self.stats.extra.get("hook_events", 0) + 1
+        if self.realtime.takes(context):
+            log.debug("hook: job %s %s; asking Slurm now", job_id, what)
+            self.realtime.event(job_id, context)
+            return
         log.debug("hook: job %s %s; polling in %d s", job_id, what,
                   max(1, self.config.slurm_query_delay))
-        self.stats.extra["hook_events"] = self.stats.extra.get("hook_events", 0) + 1
         if self._hook_timer is None:
             loop = asyncio.get_running_loop()
             self._hook_timer = loop.call_later(max(1, self.config.slurm_query_delay),
@@ -584,11 +622,16 @@ class Daemon:
         # (ccRestSubmitJobs false: nothing is sent over REST; the outbox keeps it all)
         drains = [asyncio.create_task(self._drain_forever(), name=f"drain-{i}")
                   for i in range(DRAIN_LOOPS if self.config.cc_rest_submit_jobs else 0)]
+        # one NATS drain: its events go out in order, one after the other
+        if self.nats is not None:
+            drains.append(asyncio.create_task(self.nats.run(self.stopping, self.wake_drain),
+                                              name="drain-nats"))
         tasks = list(forever)
         if self.notifier.watchdog_s:
             tasks.append(asyncio.create_task(self._watchdog_forever(), name="watchdog"))
         # the first reconcile: after the first poll, so the live listing is known
         tasks.append(asyncio.create_task(self._first_cc(), name="first-cc"))
+        tasks.append(asyncio.create_task(self.realtime.run_forever(), name="realtime"))
         stop = asyncio.create_task(self.stopping.wait())
         try:
             # only a stop request ends this; a task that ends otherwise has failed

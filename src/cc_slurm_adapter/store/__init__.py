@@ -35,6 +35,20 @@ REJECTED and UNREPRESENTABLE are final. A stop may be queued while its start is 
 pending (a job that ended before cc-backend acknowledged it): ``claim`` does not hand
 the stop out until the start is acknowledged, so cc-backend always sees start, then stop.
 
+**Targets.** Every outbox entry has a target: ``rest`` (cc-backend's REST API) or
+``nats`` (the NATS subject). Each enabled target (``set_targets``: REST when
+ccRestSubmitJobs is on, NATS when natsServer is set) gets its own copy of every start
+and stop, claimed, retried and acknowledged on its own, so an outage of one never holds
+the other back. The run's state above follows the **primary** target only: REST when it
+is enabled, else NATS; the other target is tracked by its entries alone. Resends after a
+reconciliation (STARTED → START_PENDING, STOPPED → STOP_PENDING) and the 404 → start
+rule concern the primary only (REST 404 exists on REST only). Per target, a stop is
+never handed out while that target's start is still queued, and a target that never had
+the start queued (it was enabled since) gets it queued ahead of the stop. REST entries
+go out concurrently (``claim``); NATS entries in creation order, one after the other,
+the oldest holding back the rest while it backs off (``claim_in_order``). When a target
+is disabled, its entries move to the primary (``set_targets``).
+
 **One transaction per change.** Every method that writes is one SQLite transaction;
 ``transaction()`` groups several (a poll cycle's upserts, snapshots, queued payloads
 and the cursor) into one, with nested calls as savepoints. A crash at any instruction
@@ -69,6 +83,9 @@ Errors: every ``sqlite3`` error becomes a one-line ``StoreError`` naming the pat
 from cc_slurm_adapter.store.core import (
     ANY_CLUSTER,
     DUPLICATE_WINDOW_S,
+    NATS,
+    REST,
+    TARGETS,
     Run,
     Store,
     Submission,
@@ -80,7 +97,10 @@ from cc_slurm_adapter.store.states import TRANSITIONS, Event, RunState
 __all__ = [
     "ANY_CLUSTER",
     "DUPLICATE_WINDOW_S",
+    "NATS",
+    "REST",
     "SCHEMA_VERSION",
+    "TARGETS",
     "TRANSITIONS",
     "Event",
     "Run",

@@ -24,12 +24,14 @@ from cc_slurm_adapter.store.schema import MIGRATIONS, Migration, migrate
 from cc_slurm_adapter.store.states import (
     FINAL,
     HAS_START_IN_CCBACKEND,
+    TRANSITIONS,
     Event,
     RunState,
     next_state,
 )
 
-__all__ = ["ANY_CLUSTER", "DUPLICATE_WINDOW_S", "Run", "Store", "Submission", "open_store"]
+__all__ = ["ANY_CLUSTER", "DUPLICATE_WINDOW_S", "NATS", "REST", "TARGETS", "Run", "Store",
+           "Submission", "open_store"]
 
 ANY_CLUSTER = "*"
 """The cursor row that holds upstream's lastRun mtime for every cluster without its own."""
@@ -41,6 +43,11 @@ many seconds after a stored run of the same jobId and cluster (contract §4.2 st
 _RUN_COLUMNS = ("id, cluster, job_id, start_time, sluid, restart_count, state, reason, phase,"
                 " first_seen, last_seen, updated, start_acked, stop_time, snapshot_rank0,"
                 " snapshot_rank1")
+REST = "rest"
+"""Outbox target: cc-backend's REST API (start_job / stop_job)."""
+NATS = "nats"
+"""Outbox target: the NATS subject (line-protocol events, cc-backend 1.5's NATS job API)."""
+TARGETS = (REST, NATS)
 _OPEN_STATES = tuple(s.value for s in RunState if s not in FINAL and s is not RunState.STOPPED)
 
 
@@ -84,6 +91,8 @@ class Submission:
     cluster: str
     job_id: int
     start_time: int
+    target: str = REST
+    """``"rest"`` or ``"nats"``: where this entry goes."""
 
 
 class _Ident(msgspec.Struct):
@@ -154,6 +163,8 @@ class Store:
         self.read_only = read_only
         self._depth = 0
         self._doomed: str | None = None
+        self.targets: tuple[str, ...] = (REST,)
+        """The enabled outbox targets, the primary first (see :meth:`set_targets`)."""
 
     # ----------------------------------------------------------------- plumbing
 
@@ -431,83 +442,230 @@ class Store:
                              f"startTime {ident.startTime}; the run's startTime never changes")
         return ident
 
-    def _insert(self, run_id: int, kind: str, payload: bytes, now: float) -> int:
-        cur = self._q("INSERT INTO outbox (run_id, kind, next_attempt, created, payload) "
-                      "VALUES (?,?,?,?,?)", (run_id, kind, now, now, payload))
-        return int(cur.lastrowid or 0)
+    # Targets. Each enabled target gets its own entry for every start and stop, sent and
+    # acknowledged on its own, so an outage of one never holds the other back. The run's
+    # state follows the *primary* target only (REST when ccRestSubmitJobs is on, else
+    # NATS): its ack moves START_PENDING → STARTED and STOP_PENDING → STOPPED, its 400 is
+    # REJECTED. The other target is tracked by its entries alone. Resends after a
+    # reconciliation (cc-backend lacks a start, or still runs a stopped job) go to the
+    # primary only: they answer what cc-backend's REST API said about the job.
+
+    @property
+    def primary(self) -> str:
+        return self.targets[0]
+
+    def set_targets(self, targets: Iterable[str]) -> int:
+        """Enable ``targets`` (REST first when present: it is then the primary). Entries
+        queued for a target that is no longer enabled (the config changed) move to the
+        primary, unless it has the same entry already. Returns how many moved."""
+        given = set(targets)
+        wanted = [t for t in TARGETS if t in given]
+        if given - set(TARGETS) or not wanted:
+            raise StoreError(f"state store {self.path}: outbox targets must be some of "
+                             f"{', '.join(TARGETS)}, not {sorted(given)}")
+        self.targets = tuple(wanted)
+        if self.read_only:
+            return 0
+        moved = 0
+        with self.transaction():
+            for gone in (t for t in TARGETS if t not in wanted):
+                moved += self._q("UPDATE OR IGNORE outbox SET target = ? WHERE target = ?",
+                                 (self.primary, gone)).rowcount
+                self._q("DELETE FROM outbox WHERE target = ?", (gone,))
+        return moved
+
+    def _insert(self, run_id: int, kind: str, payload: bytes, now: float,
+                target: str | None = None, *, if_missing: bool = False) -> int:
+        """One entry; ``if_missing``: keep an existing one of the same run, kind and
+        target (then 0 is returned)."""
+        conflict = " ON CONFLICT (run_id, kind, target) DO NOTHING" if if_missing else ""
+        cur = self._q("INSERT INTO outbox (run_id, kind, target, next_attempt, created, payload)"
+                      f" VALUES (?,?,?,?,?,?){conflict}",
+                      (run_id, kind, target or self.primary, now, now, payload))
+        return int(cur.lastrowid or 0) if cur.rowcount else 0
+
+    # ``runs.start_targets``: the targets this run's start was queued for, and ``!T`` for
+    # a target that refused one of its events for good (it gets nothing more of it, so
+    # never a stop whose start it refused).
+
+    def _start_targets(self, run_id: int) -> list[str]:
+        row = self._q("SELECT start_targets FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return [] if row is None or not row[0] else str(row[0]).split(",")
+
+    def _write_start_targets(self, run_id: int, have: list[str], new: list[str]) -> None:
+        if new != have:
+            self._q("UPDATE runs SET start_targets = ? WHERE id = ?", (",".join(new), run_id))
+
+    def _add_start_targets(self, run_id: int, targets: Iterable[str]) -> None:
+        have = self._start_targets(run_id)
+        wanted = set(targets)
+        new = [t for t in TARGETS if (t in have or t in wanted) and f"!{t}" not in have]
+        self._write_start_targets(run_id, have, new + [x for x in have if x.startswith("!")])
+
+    def _refused_by(self, run_id: int, target: str) -> None:
+        have = self._start_targets(run_id)
+        new = [x for x in have if x not in (target, f"!{target}")] + [f"!{target}"]
+        self._write_start_targets(run_id, have, new)
 
     def enqueue_start(self, run_id: int, payload: bytes) -> int:
-        """Queue start_job (SEEN → START_PENDING, or STARTED → START_PENDING for a resend
-        after reconciliation). ``payload``'s jobId/startTime must be the run's."""
+        """Queue start_job (SEEN → START_PENDING) for every enabled target, or (STARTED →
+        START_PENDING, a resend after reconciliation) for the primary one.
+        ``payload``'s jobId/startTime must be the run's. Returns the primary's entry id."""
         with self.transaction():
             run = self._get(run_id)
             self._ident(run, payload, "start")
             target = next_state(Event.ENQUEUE_START, run.state, run.label)
+            now = self._clock()
             self._q("UPDATE runs SET state = ?, updated = ?, start_payload = ?, "
-                    "start_acked = NULL WHERE id = ?",
-                    (target.value, self._clock(), payload, run_id))
-            return self._insert(run_id, "start", payload, self._clock())
+                    "start_acked = NULL WHERE id = ?", (target.value, now, payload, run_id))
+            targets = self.targets if run.state is RunState.SEEN else (self.primary,)
+            entry = self._insert(run_id, "start", payload, now)
+            for other in targets[1:]:
+                self._insert(run_id, "start", payload, now, other, if_missing=True)
+            self._add_start_targets(run_id, targets)
+            return entry
 
     def enqueue_stop(self, run_id: int, payload: bytes) -> int:
-        """Queue stop_job (→ STOP_PENDING). It is not handed out while the run's start is
-        still in the outbox. ``payload`` must carry the run's startTime."""
+        """Queue stop_job (→ STOP_PENDING) for every enabled target; a resend after
+        reconciliation (STOPPED → STOP_PENDING) for the primary only. A target that never
+        had this run's start queued (enabled since) gets the start first. A stop is not
+        handed out while its target's start is still in the outbox. ``payload`` must
+        carry the run's startTime. Returns the primary's entry id."""
         with self.transaction():
             run = self._get(run_id)
             ident = self._ident(run, payload, "stop")
             target = next_state(Event.ENQUEUE_STOP, run.state, run.label)
+            now = self._clock()
             self._q("UPDATE runs SET state = ?, updated = ?, stop_time = ? WHERE id = ?",
-                    (target.value, self._clock(), ident.stopTime, run_id))
-            return self._insert(run_id, "stop", payload, self._clock())
+                    (target.value, now, ident.stopTime, run_id))
+            if run.state is RunState.STOPPED:
+                return self._insert(run_id, "stop", payload, now)
+            started = self._start_targets(run_id)
+            targets = [t for t in self.targets if f"!{t}" not in started]
+            start = self.start_payload(run_id)
+            for t in targets:
+                if t not in started and start is not None:
+                    self._insert(run_id, "start", start, now, t, if_missing=True)
+            if start is not None:
+                self._add_start_targets(run_id, targets)
+            entry = self._insert(run_id, "stop", payload, now)
+            for other in targets:
+                if other != self.primary:
+                    self._insert(run_id, "stop", payload, now, other, if_missing=True)
+            return entry
 
-    def claim(self, limit: int, *, lease_s: float = 300.0) -> list[Submission]:
-        """Hand out up to ``limit`` due entries, oldest due first, for concurrent sending.
+    _SUBMISSION = ("SELECT o.id, o.run_id, o.kind, o.payload, o.attempts, r.cluster, r.job_id,"
+                   " r.start_time, o.target, o.next_attempt, (SELECT s.id FROM outbox s"
+                   "  WHERE s.run_id = o.run_id AND s.kind = 'start' AND s.target = o.target)"
+                   " FROM outbox o JOIN runs r ON r.id = o.run_id")
+
+    @staticmethod
+    def _submission(r: tuple[Any, ...]) -> Submission:
+        return Submission(id=r[0], run_id=r[1], kind=r[2], payload=bytes(r[3]),
+                          attempts=r[4], cluster=r[5], job_id=r[6], start_time=r[7],
+                          target=r[8])
+
+    def _lease(self, ids: list[int], now: float, lease_s: float) -> None:
+        with self._guard():
+            self._conn.executemany(
+                "UPDATE outbox SET claimed_at = ?, next_attempt = ? WHERE id = ?",
+                [(now, now + lease_s, i) for i in ids])
+
+    def claim(self, limit: int, *, lease_s: float = 300.0, target: str = REST
+              ) -> list[Submission]:
+        """Hand out up to ``limit`` due entries of ``target``, oldest due first, for
+        concurrent sending (the REST drain).
 
         A claimed entry is not handed out again for ``lease_s`` (or until :meth:`fail`);
-        a stop waits while its run's start is in the outbox. Claims do not outlive the
-        process: :func:`open_store` makes every claimed entry due again.
+        a stop waits while its run's start for the same target is in the outbox. Claims
+        do not outlive the process: :func:`open_store` makes every claimed entry due
+        again.
         """
         now = self._clock()
         with self.transaction():
             rows = self._q(
-                "SELECT o.id, o.run_id, o.kind, o.payload, o.attempts, r.cluster, r.job_id,"
-                " r.start_time FROM outbox o JOIN runs r ON r.id = o.run_id"
-                " WHERE o.next_attempt <= ? AND NOT (o.kind = 'stop' AND EXISTS ("
-                "  SELECT 1 FROM outbox s WHERE s.run_id = o.run_id AND s.kind = 'start'))"
-                " ORDER BY o.next_attempt, o.id LIMIT ?", (now, limit)).fetchall()
-            with self._guard():
-                self._conn.executemany(
-                    "UPDATE outbox SET claimed_at = ?, next_attempt = ? WHERE id = ?",
-                    [(now, now + lease_s, r[0]) for r in rows])
-        return [Submission(id=r[0], run_id=r[1], kind=r[2], payload=bytes(r[3]),
-                           attempts=r[4], cluster=r[5], job_id=r[6], start_time=r[7])
-                for r in rows]
+                f"{self._SUBMISSION} WHERE o.target = ? AND o.next_attempt <= ? AND NOT "
+                "(o.kind = 'stop' AND EXISTS (SELECT 1 FROM outbox s WHERE s.run_id = "
+                "o.run_id AND s.kind = 'start' AND s.target = o.target))"
+                " ORDER BY o.next_attempt, o.id LIMIT ?", (target, now, limit)).fetchall()
+            self._lease([r[0] for r in rows], now, lease_s)
+        return [self._submission(r) for r in rows]
 
-    def _entry(self, entry_id: int) -> tuple[int, str, int] | None:
-        row = self._q("SELECT run_id, kind, attempts FROM outbox WHERE id = ?",
+    def claim_in_order(self, limit: int, *, target: str = NATS, lease_s: float = 300.0
+                       ) -> list[Submission]:
+        """Hand out the oldest entries of ``target`` in creation order, for publishing one
+        after the other (the NATS drain): nothing while the oldest is not due (backing
+        off, or still claimed), and the batch ends at the first entry that is not due, so
+        no entry overtakes an older one. A stop comes only after its start: in the same
+        batch behind it, else once the start has left the outbox."""
+        now = self._clock()
+        with self.transaction():
+            rows = self._q(f"{self._SUBMISSION} WHERE o.target = ? ORDER BY o.id LIMIT ?",
+                           (target, limit)).fetchall()
+            taken: list[tuple[Any, ...]] = []
+            ids: set[int] = set()
+            for r in rows:
+                if r[9] > now:
+                    break
+                if r[2] == "stop" and r[10] is not None and r[10] not in ids:
+                    continue  # its start (queued later, e.g. after a target switch) first
+                taken.append(r)
+                ids.add(r[0])
+            self._lease([r[0] for r in taken], now, lease_s)
+        return [self._submission(r) for r in taken]
+
+    def release(self, entry_ids: Iterable[int]) -> None:
+        """Claimed entries that were not sent (the batch stopped before them): due again
+        at once, no attempt counted."""
+        with self.transaction(), self._guard():
+            self._conn.executemany(
+                "UPDATE outbox SET next_attempt = min(next_attempt, ?), claimed_at = NULL "
+                "WHERE id = ? AND claimed_at IS NOT NULL",
+                [(self._clock(), i) for i in entry_ids])
+
+    def retry_now(self, target: str) -> int:
+        """Make the entries of ``target`` that are backing off due at once (the target
+        is reachable again); claimed ones are left alone. Returns how many."""
+        with self.transaction():
+            return self._q("UPDATE outbox SET next_attempt = ? WHERE target = ? AND "
+                           "claimed_at IS NULL AND next_attempt > ?",
+                           (self._clock(), target, self._clock())).rowcount
+
+    def _entry(self, entry_id: int) -> tuple[int, str, int, str] | None:
+        row = self._q("SELECT run_id, kind, attempts, target FROM outbox WHERE id = ?",
                       (entry_id,)).fetchone()
-        return None if row is None else (int(row[0]), str(row[1]), int(row[2]))
+        return None if row is None else (int(row[0]), str(row[1]), int(row[2]), str(row[3]))
+
+    def _follow(self, run: Run, event: Event, reason: str | None = None) -> None:
+        """Move the run on its primary target's answer. An entry queued before the
+        targets changed may answer in a state that has no such move: the state stays."""
+        if run.state in TRANSITIONS[event]:
+            self._move(run, event, reason)
 
     def ack(self, entry_id: int) -> bool:
-        """cc-backend accepted the entry (201/200, or 422 = it already has it): remove it
-        and move the run (START_PENDING → STARTED, STOP_PENDING → STOPPED). False if the
+        """The target accepted the entry (REST 201/200, or 422 = it already has it; NATS:
+        published, or acknowledged by JetStream): remove it and, for the primary target,
+        move the run (START_PENDING → STARTED, STOP_PENDING → STOPPED). False if the
         entry is gone (its run was marked unrepresentable meanwhile)."""
         with self.transaction():
             entry = self._entry(entry_id)
             if entry is None:
                 return False
-            run_id, kind, _ = entry
-            run = self._get(run_id)
-            if kind == "start":
-                self._move(run, Event.ACK_START)
-                self._q("UPDATE runs SET start_acked = ? WHERE id = ?", (self._clock(), run_id))
-            else:
-                self._move(run, Event.ACK_STOP)
+            run_id, kind, _, target = entry
+            if target == self.primary:
+                run = self._get(run_id)
+                if kind == "start":
+                    self._follow(run, Event.ACK_START)
+                    self._q("UPDATE runs SET start_acked = ? WHERE id = ?",
+                            (self._clock(), run_id))
+                else:
+                    self._follow(run, Event.ACK_STOP)
             self._q("DELETE FROM outbox WHERE id = ?", (entry_id,))
             return True
 
     def fail(self, entry_id: int, *, retry_at: float, error: str) -> int:
-        """A retryable failure (5xx, timeout, 401/403): try again at ``retry_at``.
-        Returns the attempt count (0 if the entry is gone)."""
+        """A retryable failure (5xx, timeout, 401/403, NATS down): try again at
+        ``retry_at``. Returns the attempt count (0 if the entry is gone)."""
         with self.transaction():
             entry = self._entry(entry_id)
             if entry is None:
@@ -518,39 +676,50 @@ class Store:
             return entry[2] + 1
 
     def reject(self, entry_id: int, reason: str) -> bool:
-        """cc-backend answered 400: the run becomes REJECTED with ``reason`` and all its
-        entries leave the outbox; nothing else waits for it. False if the entry is gone."""
+        """The target refused the entry for good (REST 400; NATS: a permanent refusal).
+        From the primary target the run becomes REJECTED with ``reason`` and all its
+        entries leave the outbox; nothing else waits for it. From another target only
+        that target's entries of the run go (its stop is never sent without its start).
+        False if the entry is gone."""
         with self.transaction():
             entry = self._entry(entry_id)
             if entry is None:
                 return False
             run = self._get(entry[0])
-            self._move(run, Event.REJECT, reason[:2000])
+            if entry[3] != self.primary:  # the caller logs the reason
+                self._refused_by(run.id, entry[3])
+                self._q("DELETE FROM outbox WHERE run_id = ? AND target = ?",
+                        (run.id, entry[3]))
+                return True
+            self._follow(run, Event.REJECT, reason[:2000])
             self._q("DELETE FROM outbox WHERE run_id = ?", (run.id,))
             return True
 
     def stop_not_found(self, entry_id: int, error: str = "404: cc-backend has no such job") -> int:
-        """404 on stop (cc-backend 1.5: it never got the start): queue the run's start
-        again, with the very payload sent before, ahead of this stop. Returns its id."""
+        """404 on a REST stop (cc-backend 1.5: it never got the start): queue the run's
+        start again for the same target, with the very payload sent before, ahead of
+        this stop. Returns its id."""
         with self.transaction():
             entry = self._entry(entry_id)
             if entry is None or entry[1] != "stop":
                 raise StoreError(f"state store {self.path}: outbox entry {entry_id} is not "
                                  "a queued stop")
             run = self._get(entry[0])
+            target = entry[3]
             row = self._q("SELECT start_payload FROM runs WHERE id = ?", (run.id,)).fetchone()
             if row is None or row[0] is None:
                 raise StoreError(f"{run.label}: no start payload kept to send again")
-            self._move(run, Event.STOP_NOT_FOUND)
+            if target == self.primary:
+                self._move(run, Event.STOP_NOT_FOUND)
+                self._q("UPDATE runs SET start_acked = NULL WHERE id = ?", (run.id,))
             now = self._clock()
             self._q("UPDATE outbox SET attempts = attempts + 1, next_attempt = ?, "
                     "claimed_at = NULL, last_error = ? WHERE id = ?", (now, error, entry_id))
-            self._q("UPDATE runs SET start_acked = NULL WHERE id = ?", (run.id,))
-            existing = self._q("SELECT id FROM outbox WHERE run_id = ? AND kind = 'start'",
-                               (run.id,)).fetchone()
+            existing = self._q("SELECT id FROM outbox WHERE run_id = ? AND kind = 'start' "
+                               "AND target = ?", (run.id, target)).fetchone()
             if existing is not None:
                 return int(existing[0])
-            return self._insert(run.id, "start", bytes(row[0]), now)
+            return self._insert(run.id, "start", bytes(row[0]), now, target)
 
     def start_payload(self, run_id: int) -> bytes | None:
         """The start_job body last queued for this run (kept after its ack), so a resend
@@ -558,19 +727,34 @@ class Store:
         row = self._q("SELECT start_payload FROM runs WHERE id = ?", (run_id,)).fetchone()
         return None if row is None or row[0] is None else bytes(row[0])
 
-    def outbox_entries(self, run_id: int) -> list[tuple[int, str, int]]:
-        """``(id, kind, attempts)`` of one run's queued entries, oldest first."""
-        rows = self._q("SELECT id, kind, attempts FROM outbox WHERE run_id = ? ORDER BY id",
-                       (run_id,)).fetchall()
+    def outbox_entries(self, run_id: int, target: str | None = None
+                       ) -> list[tuple[int, str, int]]:
+        """``(id, kind, attempts)`` of one run's queued entries (of the primary target, or
+        of ``target``), oldest first."""
+        rows = self._q("SELECT id, kind, attempts FROM outbox WHERE run_id = ? AND target = ?"
+                       " ORDER BY id", (run_id, target or self.primary)).fetchall()
         return [(int(a), str(b), int(c)) for a, b, c in rows]
 
-    def outbox_size(self) -> int:
-        return int(self._q("SELECT count(*) FROM outbox").fetchone()[0])
+    def outbox_size(self, target: str | None = None) -> int:
+        """Queued entries of ``target``, or of every target."""
+        if target is None:
+            return int(self._q("SELECT count(*) FROM outbox").fetchone()[0])
+        return int(self._q("SELECT count(*) FROM outbox WHERE target = ?",
+                           (target,)).fetchone()[0])
 
-    def next_due(self) -> float | None:
-        """When the earliest entry is due (the drain can sleep until then), or None."""
-        row = self._q("SELECT min(next_attempt) FROM outbox").fetchone()
+    def next_due(self, target: str = REST) -> float | None:
+        """When the earliest entry of ``target`` is due (its drain can sleep until
+        then), or None."""
+        row = self._q("SELECT min(next_attempt) FROM outbox WHERE target = ?",
+                      (target,)).fetchone()
         return None if row[0] is None else float(row[0])
+
+    def head_due(self, target: str = NATS) -> float | None:
+        """When the oldest entry of ``target`` is due (:meth:`claim_in_order` hands out
+        nothing before), or None."""
+        row = self._q("SELECT next_attempt FROM outbox WHERE target = ? ORDER BY id LIMIT 1",
+                      (target,)).fetchone()
+        return None if row is None else float(row[0])
 
     # ----------------------------------------------------------------- cursors
 

@@ -87,7 +87,52 @@ _v2_indexes = _statements("""
 """)
 
 
-MIGRATIONS: tuple[Migration, ...] = (_v1_tables, _v2_indexes)
+
+def _v3_targets(conn: sqlite3.Connection) -> None:
+    """Outbox entries per **target** (``rest``: cc-backend's REST API, ``nats``: the NATS
+    subject), so each is tracked on its own; ``runs.start_targets`` lists the targets a
+    run's start was queued for (a target gets a stop only after its start).
+
+    SQLite cannot change a UNIQUE constraint in place: the outbox is rebuilt (new table,
+    copy, drop, rename), all inside the migration's one transaction. Every v2 entry was
+    for REST. The AUTOINCREMENT counter is carried over, so no id is ever reused.
+    """
+    seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
+    for statement in (
+        """CREATE TABLE outbox_v3 (
+            id           INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: the age order
+            run_id       INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+            kind         TEXT    NOT NULL CHECK (kind IN ('start', 'stop')),
+            target       TEXT    NOT NULL DEFAULT 'rest' CHECK (target IN ('rest', 'nats')),
+            attempts     INTEGER NOT NULL DEFAULT 0,
+            next_attempt REAL    NOT NULL,
+            claimed_at   REAL,
+            created      REAL    NOT NULL,
+            last_error   TEXT,
+            payload      BLOB    NOT NULL,
+            UNIQUE (run_id, kind, target)
+        )""",
+        "INSERT INTO outbox_v3 (id, run_id, kind, target, attempts, next_attempt, claimed_at,"
+        " created, last_error, payload) SELECT id, run_id, kind, 'rest', attempts,"
+        " next_attempt, claimed_at, created, last_error, payload FROM outbox",
+        "DROP TABLE outbox",
+        "ALTER TABLE outbox_v3 RENAME TO outbox",
+        # the REST drain: due entries of one target; the NATS drain: one target by id
+        "CREATE INDEX outbox_due ON outbox (target, next_attempt)",
+        "CREATE INDEX outbox_target ON outbox (target)",
+        "ALTER TABLE runs ADD COLUMN start_targets TEXT",
+        "UPDATE runs SET start_targets = 'rest' WHERE start_payload IS NOT NULL",
+    ):
+        conn.execute(statement)
+    if seq is not None:
+        conn.execute("UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'outbox'",
+                     (int(seq[0]),))
+        conn.execute("INSERT INTO sqlite_sequence (name, seq) SELECT 'outbox', ? WHERE NOT "
+                     "EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'outbox')",
+                     (int(seq[0]),))
+
+
+MIGRATIONS: tuple[Migration, ...] = (_v1_tables, _v2_indexes, _v3_targets)
 LATEST = len(MIGRATIONS)
 
 
