@@ -461,8 +461,13 @@ class Daemon:
             self.stats.done += 1
             if self._cc_outage:
                 self._cc_outage = False
-                log.warning("cc-backend answers again; reconciling")
+                # the entries that failed meanwhile each wait out their own backoff (up
+                # to a minute): cc-backend is back, so they are all due now
+                released = self.store.retry_now(REST)
+                log.warning("cc-backend answers again; %d queued submission(s) due now; "
+                            "reconciling", released)
                 self.wake_cc.set()
+                self.wake_drain.set()
             self.stats.cc_failures = 0
             self.store.ack(sub.id)
             verb = "started" if sub.kind == "start" else "stopped"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -381,3 +382,35 @@ async def test_stop_finishes_the_batch_on_the_wire(harness: Harness) -> None:
         run = harness.store.runs_of("testcluster", job_id)[0]
         assert run.state in (RunState.STARTED, RunState.STOP_PENDING, RunState.STOPPED)
         assert run.start_acked is not None
+
+
+async def test_after_an_outage_the_first_success_makes_every_queued_entry_due(
+        tmp_path: Path, fresh: Any) -> None:
+    """Entries that failed during an outage wait out their own backoff; once cc-backend
+    answers again they are all due at once, so the backlog drains in one go instead of
+    trickling in over the backoff cap."""
+    h = Harness(tmp_path, fresh, FakeSlurm("24.11", "running1"))
+    try:
+        await h.open()
+        assert h.daemon is not None and h.store is not None
+        h.daemon.backoff = Backoff(600.0, 600.0)  # every failure waits ten minutes
+        h.si.set_fault("down")
+        await h.cycle()
+        queued = h.store.outbox_size()
+        assert queued > 1
+        for _ in range(3):
+            await h.daemon.drain_once()
+        assert h.si.jobs() == [] and h.store.next_due() > time.time() + 60
+        h.si.clear_fault()
+        # the oldest entry's backoff ends (set from outside, as a clock would): its
+        # success must release all the others
+        import sqlite3
+
+        with contextlib.closing(sqlite3.connect(h.config.state_path)) as other, other:
+            other.execute("UPDATE outbox SET next_attempt = 0 "
+                          "WHERE id = (SELECT min(id) FROM outbox)")
+        await h.daemon.drain_once()
+        await h.daemon.drain_once()
+        assert h.store.outbox_size() == 0, "the rest still waited for their backoff"
+    finally:
+        await h.close()
