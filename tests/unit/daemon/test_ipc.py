@@ -615,8 +615,12 @@ async def test_idle_half_open_and_slow_loris_are_cut(sockdir: Path) -> None:
         with contextlib.suppress(ConnectionError):
             await writer.wait_closed()
         await send(server, message("7"))
-    assert 0.25 < took_idle < 0.8 and 0.25 < took_half < 0.8
-    assert 0.75 < took_slow < 1.5
+    # Lower bounds: not cut before its limit. Upper bounds only tell "cut" from "never
+    # cut" (send() waits 10 s; the slow sender's bytes last 6 s), with room for a loaded
+    # machine (tight bounds failed once at 6.7 s under a 2-core load); which limit cut
+    # each connection is in drops.counts.
+    assert 0.25 < took_idle < 5 and 0.25 < took_half < 5
+    assert 0.75 < took_slow < 4
     assert events == [(7, "prolog_slurmctld")]
     assert server.drops.counts == {"idle": 1, "stalled": 1, "slow": 1}
 
@@ -639,7 +643,7 @@ async def test_a_flood_of_idle_connections_cannot_lock_a_hook_out(sockdir: Path)
             await asyncio.sleep(0.01)
         assert server.active == 8
         took = await send(server, message("3"))
-        assert took < 0.5 and events == [(3, "prolog_slurmctld")]
+        assert took < 1.0 and events == [(3, "prolog_slurmctld")]  # idlers wait 2 s
         assert server.active <= 8
         for _reader, writer in idlers:
             writer.close()
@@ -711,8 +715,10 @@ async def test_fuzz_then_a_real_event_is_still_delivered_promptly(
         with contextlib.suppress(asyncio.CancelledError):
             await tick
     assert events == [(1000, "prolog_slurmctld")]
-    assert took < 0.5
-    assert lag < 0.25
+    # a stalled loop would show as seconds (a read that blocks) or forever; the bounds
+    # leave room for a loaded 2-core machine (typical: 3-7 ms and 8-27 ms)
+    assert took < 2.0
+    assert lag < 1.0
     assert server.drops.counts.get("busy", 0) >= 500 - 128
     assert sum(server.drops.counts.values()) >= 500 - 128 + len(junk)
     assert list(sockdir.iterdir()) == []
