@@ -4,6 +4,10 @@
              but for the store, tested with hand-made records
 ``loop``     the asyncio tasks: poll per cluster, outbox drain, reconciliation,
              topology refresh, housekeeping
+``realtime`` Prolog/Epilog events → the job asked for at once → start/stop through
+             the engine
+``nats_drain`` the outbox's NATS entries, published in order
+``ipc``      the hook socket (upstream's address forms and message)
 ``process``  pid file, systemd notifications, the SIGHUP reload
 
 :func:`run` is what ``cc-slurm-adapter -daemon -config FILE`` calls.
