@@ -23,12 +23,15 @@ from pathlib import Path
 
 import pytest
 
+from cc_slurm_adapter.testing.ccbackend import StandIn
 from cc_slurm_adapter.testing.slurm_testbed import (
     SessionLock,
     SlurmTestbed,
     TestbedError,
     selected_releases,
 )
+
+from .daemon_harness import Daemons
 
 RELEASES = selected_releases()
 
@@ -180,3 +183,22 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             )
         elif release in _CLUSTERS.problems:
             terminalreporter.write_line(f"Slurm {release}: NOT RUN: {_CLUSTERS.problems[release]}")
+
+
+# ------------------------------------------------------------------ the daemon's tests
+
+
+@pytest.fixture()
+def standin() -> Iterator[StandIn]:
+    """The cc-backend stand-in with 1.5's job cache on a short commit interval, like the
+    real server started with ``--commit-interval 2s`` (modules may define their own)."""
+    with StandIn(commit_interval=2.0) as server:
+        yield server
+
+
+@pytest.fixture()
+def daemons(tmp_path: Path, slurm_cluster: SlurmTestbed) -> Iterator[Daemons]:
+    """Real ``-daemon`` processes on the live release; every one stopped at the end."""
+    made = Daemons(tmp_path, slurm_cluster.env)
+    yield made
+    made.cleanup()

@@ -57,19 +57,6 @@ def tb(slurm_cluster: SlurmTestbed) -> Iterator[SlurmTestbed]:
 
 
 @pytest.fixture()
-def standin() -> Iterator[StandIn]:
-    with StandIn(commit_interval=2.0) as server:
-        yield server
-
-
-@pytest.fixture()
-def daemons(tmp_path: Path, tb: SlurmTestbed) -> Iterator[Daemons]:
-    made = Daemons(tmp_path, tb.env)
-    yield made
-    made.cleanup()
-
-
-@pytest.fixture()
 def jobs(tb: SlurmTestbed) -> Iterator[list[int]]:
     """Job ids a test submitted; cancelled at the end whatever happened."""
     ids: list[int] = []

@@ -10,9 +10,6 @@ end, jobState, hosts, hwthreads, the GPU's PCI address). The TIMEOUT job (-t 1 e
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from cc_slurm_adapter.testing.ccbackend.standin import StandIn
@@ -33,21 +30,6 @@ from .daemon_harness import (
 )
 
 pytestmark = pytest.mark.slurm
-
-
-@pytest.fixture()
-def standin() -> Iterator[StandIn]:
-    # cc-backend 1.5's job cache with a short commit interval, like the real server
-    # started with --commit-interval 2s.
-    with StandIn(commit_interval=2.0) as server:
-        yield server
-
-
-@pytest.fixture()
-def daemons(tmp_path: Path, slurm_cluster: SlurmTestbed) -> Iterator[Daemons]:
-    made = Daemons(tmp_path, slurm_cluster.env)
-    yield made
-    made.cleanup()
 
 
 # name -> (sbatch arguments, user, how the job ends). Every job except the timeout one is

@@ -59,13 +59,6 @@ def real(tmp_path: Path) -> Iterator[RealServer]:
 
 
 @pytest.fixture()
-def daemons(tmp_path: Path, slurm_cluster: SlurmTestbed) -> Iterator[Daemons]:
-    made = Daemons(tmp_path, slurm_cluster.env)
-    yield made
-    made.cleanup()
-
-
-@pytest.fixture()
 def jobs(slurm_cluster: SlurmTestbed) -> Iterator[list[int]]:
     ids: list[int] = []
     yield ids

@@ -81,19 +81,6 @@ def listening(port: int) -> bool:
 
 
 @pytest.fixture()
-def standin() -> Iterator[StandIn]:
-    with StandIn(commit_interval=2.0) as server:
-        yield server
-
-
-@pytest.fixture()
-def daemons(tmp_path: Path, slurm_cluster: SlurmTestbed) -> Iterator[Daemons]:
-    made = Daemons(tmp_path, slurm_cluster.env)
-    yield made
-    made.cleanup()
-
-
-@pytest.fixture()
 def hooked(slurm_cluster: SlurmTestbed) -> Iterator[int]:
     """PrologSlurmctld/EpilogSlurmctld → our hook → tcp:127.0.0.1:PORT; restored after."""
     port = free_port()
