@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import errno
+import functools
 import ipaddress
 import json
 import os
@@ -40,8 +41,6 @@ import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
-
-import re2  # type: ignore[import-untyped]  # google-re2 ships no type hints
 
 from cc_slurm_adapter.errors import ConfigError
 from cc_slurm_adapter.hook import SocketAddress, parse_socket_address
@@ -201,8 +200,15 @@ class HostPattern(Protocol):
     def search(self, text: str) -> object | None: ...
 
 
-_RE2_OPTIONS = re2.Options()
-_RE2_OPTIONS.log_errors = False  # RE2 would print its own line on stderr; we report it once
+@functools.cache
+def _re2() -> tuple[Any, Any]:
+    """google-re2 and its options, imported at the first regex: it weighs 2.6 MB of RSS,
+    which a config without ignoreHosts or gpuPciAddrs never needs."""
+    import re2  # type: ignore[import-untyped]  # google-re2 ships no type hints
+
+    options = re2.Options()
+    options.log_errors = False  # RE2 would print its own line on stderr; we report it once
+    return re2, options
 
 
 def compile_host_regex(pattern: str) -> HostPattern:
@@ -211,8 +217,9 @@ def compile_host_regex(pattern: str) -> HostPattern:
     Raises ValueError with RE2's reason for a pattern it cannot compile, such as a
     backreference or a lookaround, which upstream's Go ``regexp`` refuses too.
     """
+    re2, options = _re2()
     try:
-        compiled: HostPattern = re2.compile(pattern, options=_RE2_OPTIONS)
+        compiled: HostPattern = re2.compile(pattern, options=options)
     except re2.error as exc:
         reason = exc.args[0] if exc.args else exc
         if isinstance(reason, bytes):
@@ -614,7 +621,68 @@ def build_config(raw: Mapping[str, Any], path: str, *,
     if purpose == "daemon" and not config.cc_rest_submit_jobs and not config.nats_enabled:
         raise ConfigError("is false and natsServer is empty: jobs would go nowhere",
                           path=path, key="ccRestSubmitJobs")
+    if config.nats_enabled:
+        _check_nats(config, path)
     return LoadedConfig(config, warnings)
+
+
+def _nats_subject_error(subject: str, *, wildcards: bool) -> str | None:
+    """Why ``subject`` is not a NATS subject (tokens split by ".", none empty, no white
+    space; ``*`` and a final ``>`` only where a stream's subjects allow them)."""
+    if not subject:
+        return "is empty"
+    if any(c.isspace() for c in subject):
+        return f"'{_show(subject)}' contains white space"
+    tokens = subject.split(".")
+    if "" in tokens:
+        return f"'{_show(subject)}' has an empty token (two dots, or a dot at an end)"
+    for i, token in enumerate(tokens):
+        if token in ("*", ">") and not wildcards:
+            return f"'{_show(subject)}' has a wildcard; events need a plain subject"
+        if token == ">" and i != len(tokens) - 1:
+            return f"'{_show(subject)}': '>' must be the last token"
+        if token not in ("*", ">") and ("*" in token or ">" in token):
+            return f"'{_show(subject)}': a wildcard must be a whole token"
+    return None
+
+
+def _nats_matches(pattern: str, subject: str) -> bool:
+    want, have = pattern.split("."), subject.split(".")
+    for i, token in enumerate(want):
+        if token == ">":
+            return len(have) > i
+        if i >= len(have) or token not in ("*", have[i]):
+            return False
+    return len(want) == len(have)
+
+
+def _check_nats(config: Config, path: str) -> None:
+    """The NATS keys that the server would refuse, or that would lose events."""
+    problem = _nats_subject_error(config.nats_subject, wildcards=False)
+    if problem:
+        raise ConfigError(problem, path=path, key="natsSubject")
+    if bool(config.nats_tls_cert_file) != bool(config.nats_tls_key_file):
+        given, missing = (("natsTlsCertFile", "natsTlsKeyFile") if config.nats_tls_cert_file
+                          else ("natsTlsKeyFile", "natsTlsCertFile"))
+        raise ConfigError(f"is set but {missing} is empty: the client certificate needs both",
+                          path=path, key=given)
+    if not config.nats_jet_stream:
+        return
+    name = config.nats_stream_name
+    # JetStream stream names: no white space, ".", "*", ">" or path separators
+    if not name or any(c.isspace() or c in ".*>/\\" for c in name):
+        raise ConfigError(f"'{_show(name)}' is not a JetStream stream name (it must be "
+                          "non-empty, without white space, '.', '*', '>', '/' or '\\')",
+                          path=path, key="natsStreamName")
+    subjects = [s.strip() for s in config.nats_stream_subjects.split(",") if s.strip()]
+    for subject in subjects:
+        problem = _nats_subject_error(subject, wildcards=True)
+        if problem:
+            raise ConfigError(problem, path=path, key="natsStreamSubjects")
+    if subjects and not any(_nats_matches(p, config.nats_subject) for p in subjects):
+        raise ConfigError(f"none of them takes natsSubject '{_show(config.nats_subject)}': "
+                          "a stream created with them would not hold the events",
+                          path=path, key="natsStreamSubjects")
 
 
 def load_config(path: str | None, *, purpose: Purpose = "daemon",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -51,6 +52,25 @@ async def test_runner_nonzero_keeps_stderr() -> None:
                                    "sys.exit(1)"])
     assert info.value.returncode == 1
     assert "Invalid job id" in info.value.stderr
+
+
+async def test_runner_output_whole_through_the_spool_file_or_the_pipe(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A large output arrives byte for byte, and the spool file is gone afterwards; with
+    no usable temporary directory the pipe is used instead."""
+    import tempfile
+
+    code = "import sys; sys.stdout.buffer.write(bytes(range(256)) * 40000)"
+    want = bytes(range(256)) * 40000
+    before = set(os.listdir(tempfile.gettempdir()))
+    assert (await CommandRunner().run([PY, "-c", code])).stdout == want
+    assert set(os.listdir(tempfile.gettempdir())) - before == set()
+
+    def no_tmp(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", no_tmp)
+    assert (await CommandRunner().run([PY, "-c", code])).stdout == want
 
 
 def test_slurm_env_drops_format_variables() -> None:
