@@ -142,6 +142,11 @@ def run(args: list[str], ctx: CliContext) -> int:
                         f"and the hook)")
     token_warnings, notes = token_report(config.cc_rest_jwt, profile=config.cc_rest_profile,
                                          now=time.time())
+    if config.nats_enabled:
+        from cc_slurm_adapter.nats.checks import nats_report  # imports nats-py: only then
+
+        nats_warnings, nats_notes = nats_report(config)
+        token_warnings, notes = token_warnings + nats_warnings, notes + nats_notes
     for line in [f"warning: {w}" for w in warnings + token_warnings] + [
             f"note: {n}" for n in notes]:
         print(_show(redact(line)))

@@ -1,7 +1,8 @@
 """Command line of the cc-backend stand-in.
 
 ``python -m cc_slurm_adapter.testing.ccbackend [--host 127.0.0.1] [--port 0]
-[--profile v1.5|v1.4|v1.3] [--cluster-config FILE]... [--db FILE] [--nats-mode]``
+[--profile v1.5|v1.4|v1.3] [--cluster-config FILE]... [--db FILE] [--nats-mode]
+[--nats-url URL [--nats-subject S]]``
 
 When ready it prints one JSON line ``{"url": ..., "token": ...}`` to stdout and
 serves until SIGTERM (or SIGINT). ``--print-token`` prints a token for the key
@@ -35,6 +36,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--db", default=":memory:", help="SQLite file (default: in memory)")
     p.add_argument("--nats-mode", action="store_true",
                    help="REST start/stop not mounted (cc-backend with api-subjects)")
+    p.add_argument("--nats-url", default="", metavar="URL",
+                   help="take job events from this NATS server (implies --nats-mode)")
+    p.add_argument("--nats-subject", default="jobs", help="job-event subject (default: jobs)")
     p.add_argument("--commit-interval", type=float, default=120.0,
                    help="v1.5 job_cache commit period in seconds (0: no cache)")
     p.add_argument("--print-token", action="store_true",
@@ -59,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         profile = get_profile(args.profile)
+        args.nats_mode = args.nats_mode or bool(args.nats_url)
         if args.nats_mode and not release_for(profile.name).nats_job_api:
             raise ConfigError(f"--nats-mode needs a profile with NATS job API "
                               f"(v1.5), not {profile.name}")
@@ -67,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ccbackend stand-in: {exc}", file=sys.stderr)
         return 2
     config = StandInConfig(profile=profile, nats_mode=args.nats_mode,
-                           commit_interval=args.commit_interval, db_path=args.db)
+                           commit_interval=args.commit_interval, db_path=args.db,
+                           nats_url=args.nats_url, nats_subject=args.nats_subject)
     if args.print_token:
         app = StandInApp(config, clusters)
         print(app.default_token())

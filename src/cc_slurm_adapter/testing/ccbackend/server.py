@@ -28,6 +28,7 @@ from .clusters import ClusterRegistry
 from .contract import EXCLUSIVE_TO_SHARED, release_for
 from .faults import FaultPlan, FaultState
 from .http import HTTPServer, Request, Response
+from .natsjobs import NatsJobConsumer
 from .render import error_body, go_json, render_job
 from .store import Store, StoreFailure
 from .validation import DecodeError, Panic, check_start, decode_start, decode_stop
@@ -56,6 +57,9 @@ class StandInConfig:
     max_connections: int = 1024
     """Open connections beyond this are closed at once (Go has no cap; a test double
     must not be exhaustible by half-open connections)."""
+    nats_url: str = ""
+    """With nats_mode: the NATS server whose ``nats_subject`` the job events come from."""
+    nats_subject: str = "jobs"
 
 
 class _Reply(Exception):
@@ -92,6 +96,7 @@ class StandInApp:
         self._down_timer: asyncio.TimerHandle | None = None
         self._start_lock = asyncio.Lock()
         self._config_changed = asyncio.Event()
+        self.nats: NatsJobConsumer | None = None
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -102,8 +107,13 @@ class StandInApp:
         await self.http.start()
         if self.release.job_cache:
             self._commit_task = asyncio.create_task(self._commit_worker())
+        if self.config.nats_mode and self.config.nats_url:
+            self.nats = NatsJobConsumer(self, self.config.nats_url, self.config.nats_subject)
+            await self.nats.start()
 
     async def close(self) -> None:
+        if self.nats is not None:
+            await self.nats.close()
         if self._down_timer is not None:
             self._down_timer.cancel()
         if self._commit_task is not None:

@@ -57,8 +57,10 @@ class StandIn:
                  db_path: str | Path = ":memory:", nats_mode: bool = False,
                  commit_interval: float | None = None, host: str = "127.0.0.1",
                  port: int = 0, read_timeout: float = 20.0,
-                 max_connections: int = 1024) -> None:
+                 max_connections: int = 1024, nats_url: str = "",
+                 nats_subject: str = "jobs") -> None:
         prof = profile if isinstance(profile, Profile) else get_profile(profile)
+        nats_mode = nats_mode or bool(nats_url)  # api-subjects set: NATS job API only
         if nats_mode and not release_for(prof.name).nats_job_api:
             raise ValueError(f"profile {prof.name} has no NATS job API")
         files = list(cluster_files) if cluster_files else default_cluster_files()
@@ -66,7 +68,8 @@ class StandIn:
         self._config = StandInConfig(
             profile=prof, nats_mode=nats_mode, db_path=str(db_path),
             commit_interval=120.0 if commit_interval is None else commit_interval,
-            read_timeout=read_timeout, max_connections=max_connections)
+            read_timeout=read_timeout, max_connections=max_connections,
+            nats_url=nats_url, nats_subject=nats_subject)
         self._host, self._port = host, port
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
