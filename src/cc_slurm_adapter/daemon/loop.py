@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import dataclasses
 import logging
 import os
@@ -138,6 +140,27 @@ async def accounting_by_ids(source: SlurmSource, ids: Sequence[int]) -> list[Job
         argv += ["-M", source.cluster]
     result = await source.runner.run(argv, timeout=source.timeout)
     return parse_jobs(result.stdout, source="sacct", topology=source.topology).jobs
+
+
+def _malloc_trim() -> Callable[[], object] | None:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return None  # not glibc
+    trim.argtypes = [ctypes.c_size_t]
+    return lambda: trim(0)
+
+
+_TRIM = _malloc_trim()
+
+
+def release_free_memory() -> None:
+    """Give the heap a cycle freed back to the kernel (glibc's ``malloc_trim``). A cycle's
+    sacct window is parsed and dropped (7 MB of JSON for 1,000 running jobs); without
+    this glibc keeps those pages, and the daemon's RSS between cycles stays at the peak."""
+    if _TRIM is not None:
+        _TRIM()
 
 
 @dataclass(slots=True)
@@ -596,6 +619,7 @@ class Daemon:
                 if self.stopping.is_set():
                     return
                 await self.poll(cs)
+            release_free_memory()
             self.notifier.status(self.status_line())
             interval = max(1, self.config.slurm_poll_interval)
             await self._sleep(self.wake_poll, max(0.0, interval - (time.monotonic() - started)))
