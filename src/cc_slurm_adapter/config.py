@@ -171,6 +171,9 @@ KEYS: tuple[Key, ...] = (
     Key("natsStreamSubjects", "str", "",
         "Comma-separated subjects of a stream the adapter creates; empty: natsSubject.",
         upstream=False),
+    Key("metricsListen", "str", "",
+        "Where the daemon serves Prometheus metrics at /metrics: HOST:PORT, [IPv6]:PORT or "
+        ":PORT (every interface); empty: no metrics.", upstream=False),
 )
 
 KEYS_BY_NAME: dict[str, Key] = {k.name: k for k in KEYS}
@@ -428,7 +431,34 @@ def _convert(key: Key, value: Any, path: str) -> Any:
         # setuid/setgid/sticky bits mean nothing on a socket: 3 octal digits, or 4 with a 0
         raise fail(f"expected an octal file mode such as \"0660\" (three digits 0-7, "
                    f"optionally after a 0), got {_show(value)!r}")
+    if key.name == "metricsListen" and value:
+        try:
+            listen_address(value)
+        except ValueError as exc:
+            raise fail(str(exc)) from None
     return value
+
+
+def listen_address(value: str) -> tuple[str | None, int]:
+    """``HOST:PORT``, ``[IPv6]:PORT`` or ``:PORT`` → (host, port); host None for
+    ``:PORT`` (every interface). ValueError says what is wrong."""
+    host, sep, port_text = value.rpartition(":")
+    shown = _show(value)
+    if not sep:
+        raise ValueError(f"expected HOST:PORT or :PORT, got {shown!r} (no port)")
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ValueError(f"the port must be a number from 1 to 65535, got {shown!r}")
+    if host.startswith("[") and host.endswith("]"):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            raise ValueError(f"the IPv6 address is not valid in {shown!r}") from None
+        return host[1:-1], int(port_text)
+    if ":" in host:
+        raise ValueError(f"an IPv6 address needs brackets ([::1]:PORT), got {shown!r}")
+    if host and not _HOSTNAME.fullmatch(host):
+        raise ValueError(f"the host name is not valid in {shown!r}")
+    return host or None, int(port_text)
 
 
 def _default(name: str) -> Any:
@@ -480,6 +510,7 @@ class Config:
     nats_jet_stream: bool = _default("natsJetStream")
     nats_stream_name: str = _default("natsStreamName")
     nats_stream_subjects: str = _default("natsStreamSubjects")
+    metrics_listen: str = _default("metricsListen")
     source: str = "<defaults>"
 
     def __repr__(self) -> str:

@@ -86,6 +86,9 @@ def test_product_code_never_imports_testing() -> None:
                                 "cc_slurm_adapter.slurm.parse", "cc_slurm_adapter.slurm.runner",
                                 "cc_slurm_adapter.slurm.source", "cc_slurm_adapter.testing")),
     ("cc_slurm_adapter.log", ("cc_slurm_adapter.config", "cc_slurm_adapter.slurm")),
+    # the metrics (floor 4, beside daemon/) read the daemon; nothing above or beside them
+    ("cc_slurm_adapter.metrics", ("cc_slurm_adapter.cli", "cc_slurm_adapter.convert",
+                                  "cc_slurm_adapter.check", "cc_slurm_adapter.testing")),
 ])
 def test_floor_rules(prefix: str, forbidden: tuple[str, ...]) -> None:
     assert violations(prefix, forbidden) == []

@@ -129,6 +129,14 @@ async def _serve(daemon: Daemon, config: Config, notifier: Notifier,
             pass  # not the main thread (tests): the caller sets daemon.stopping
     stack = contextlib.AsyncExitStack()
     try:
+        # before the setup, so that a daemon still waiting for Slurm can be scraped;
+        # prometheus_client is imported only here (RSS)
+        if config.metrics_listen:
+            from cc_slurm_adapter.metrics import start_metrics
+
+            metrics = await start_metrics(daemon, config)
+            if metrics is not None:
+                stack.push_async_callback(metrics.close)
         retry = setup_retry_s if setup_retry_s is not None else float(
             max(1, config.slurm_poll_interval))
         while True:
