@@ -624,3 +624,28 @@ class Gate:
 
     def remove(self) -> None:
         self.host.unlink(missing_ok=True)
+
+
+def pid_of(tb: SlurmTestbed, name: str) -> int:
+    """The pid of a testbed daemon (slurmdbd, slurmctld) from its pid file."""
+    return int((tb.state_dir / "run" / f"{name}.pid").read_text().splitlines()[0].strip())
+
+
+def wait_dead(pid: int, timeout: float = 30) -> None:
+    def dead() -> bool:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                return stat.read().rsplit(")", 1)[-1].split()[0] in ("Z", "X")
+        except FileNotFoundError:
+            return True
+    wait_for(dead, timeout, f"pid {pid} to exit")
+
+
+def wait_ctld_completed(tb: SlurmTestbed, job_id: int, timeout: float = 60) -> None:
+    """slurmctld's own view: with slurmdbd down, sacct cannot answer, and plain
+    ``squeue -j`` drops a job once it has ended, so ask with ``--states=all``."""
+    def completed() -> bool:
+        out = tb.run("squeue", "-h", "--states=all", "-j", str(job_id), "-o", "%T",
+                     check=False).stdout.strip()
+        return out == "COMPLETED"
+    wait_for(completed, timeout, f"job {job_id} COMPLETED in slurmctld")

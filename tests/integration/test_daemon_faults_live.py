@@ -36,11 +36,14 @@ from .daemon_harness import (
     audit,
     cancel_all,
     check_payloads,
+    pid_of,
     requests_for,
     rows_of,
     running_array_tasks,
     sacct_jobs,
     settled_sacct,
+    wait_ctld_completed,
+    wait_dead,
     wait_for,
     wait_started,
     wait_stopped,
@@ -252,30 +255,6 @@ def test_daemon_down_longer_than_min_job_age(tb: SlurmTestbed, standin: StandIn,
 
 
 # ----------------------------------------------------------------------------- (6)
-def _pid(tb: SlurmTestbed, name: str) -> int:
-    return int((tb.state_dir / "run" / f"{name}.pid").read_text().splitlines()[0].strip())
-
-
-def _wait_dead(pid: int, timeout: float = 30) -> None:
-    def dead() -> bool:
-        try:
-            with open(f"/proc/{pid}/stat") as stat:
-                return stat.read().rsplit(")", 1)[-1].split()[0] in ("Z", "X")
-        except FileNotFoundError:
-            return True
-    wait_for(dead, timeout, f"pid {pid} to exit")
-
-
-def _wait_ctld_completed(tb: SlurmTestbed, job_id: int, timeout: float = 60) -> None:
-    """slurmctld's own view: with slurmdbd down, sacct cannot answer, and plain
-    ``squeue -j`` drops a job once it has ended, so ask with ``--states=all``."""
-    def completed() -> bool:
-        out = tb.run("squeue", "-h", "--states=all", "-j", str(job_id), "-o", "%T",
-                     check=False).stdout.strip()
-        return out == "COMPLETED"
-    wait_for(completed, timeout, f"job {job_id} COMPLETED in slurmctld")
-
-
 def test_slurmdbd_stopped_then_started(tb: SlurmTestbed, standin: StandIn,
                                        daemons: Daemons, jobs: list[int],
                                        gates: list[Gate]) -> None:
@@ -284,16 +263,16 @@ def test_slurmdbd_stopped_then_started(tb: SlurmTestbed, standin: StandIn,
     before = submit(tb, jobs, "dbd-before", "--wrap", g_before.hold())
     wait_started(standin, [before], tb.cluster, daemon=daemon, timeout=90)
     try:
-        pid = _pid(tb, "slurmdbd")
+        pid = pid_of(tb, "slurmdbd")
         os.kill(pid, signal.SIGTERM)
-        _wait_dead(pid)
+        wait_dead(pid)
         g_before.open()  # ends while accounting is down
         during = submit(tb, jobs, "dbd-during", "--wrap", g_during.hold())
         tb.wait_state(during, "RUNNING", timeout=120)
         time.sleep(POLL * 5)  # several daemon cycles with accounting down, both known
         daemon.assert_alive()   # to slurmctld only
         g_during.open()
-        _wait_ctld_completed(tb, during)
+        wait_ctld_completed(tb, during)
         time.sleep(POLL * 2)
         daemon.assert_alive()
     finally:

@@ -3,7 +3,8 @@
 Checked only through the server's own ``GET /api/jobs/`` (a started job is listed once
 the commit worker ran: started here with ``--commit-interval 2s``). The happy path runs on
 every release; the scenarios that need no injected fault (SIGKILL mid-drain, the daemon
-stopped while jobs run and end, a second daemon, a job cancelled seconds after its start)
+stopped while jobs run and end, slurmdbd stopped and started, a second daemon, a job
+cancelled seconds after its start)
 run on the first selected release. Skipped with the reason when ../shared/cc-backend is
 missing.
 """
@@ -32,10 +33,14 @@ from .daemon_harness import (
     RealServer,
     SlurmJob,
     cancel_all,
+    pid_of,
     running_array_tasks,
     sacct_jobs,
+    settled_sacct,
     start_real,
     topology_threads,
+    wait_ctld_completed,
+    wait_dead,
     wait_for,
 )
 
@@ -256,4 +261,39 @@ def test_cancelled_seconds_after_start_real(first: SlurmTestbed, real: RealServe
     expected = sacct_jobs(tb, job, name="real-early-cancel", timeout=150)
     assert [j.state for j in expected] == ["CANCELLED"]
     check_real(real, expected, daemon, seen=set())
+    assert daemon.stop() == 0
+
+
+def test_slurmdbd_stopped_then_started_real(first: SlurmTestbed, real: RealServer,
+                                            daemons: Daemons, jobs: list[int]) -> None:
+    """Scenario 6 against the real server: one job ends and one starts and ends while
+    slurmdbd is down; both are in cc-backend once, stopped, with sacct's values."""
+    tb = first
+    daemon = daemons.new(real.url, real.token).start()
+    g_before, g_during = Gate(tb, "real-dbd-b"), Gate(tb, "real-dbd-d")
+    try:
+        before = submit(tb, jobs, "real-dbd-before", "--wrap", g_before.hold())
+        wait_listed(real, {before}, daemon, stopped=False)
+        pid = pid_of(tb, "slurmdbd")
+        os.kill(pid, signal.SIGTERM)
+        wait_dead(pid)
+        try:
+            g_before.open()  # ends while accounting is down
+            during = submit(tb, jobs, "real-dbd-during", "--wrap", g_during.hold())
+            tb.wait_state(during, "RUNNING", timeout=120)
+            time.sleep(POLL * 5)  # several cycles with accounting down
+            daemon.assert_alive()
+            g_during.open()
+            wait_ctld_completed(tb, during)
+            time.sleep(POLL * 2)
+            daemon.assert_alive()
+        finally:
+            tb.up()
+        # slurmctld replays the records it kept: wait for the settled ones
+        expected = [*settled_sacct(tb, before, name="real-dbd-before", timeout=150),
+                    *settled_sacct(tb, during, name="real-dbd-during", timeout=150)]
+    finally:
+        g_before.remove()
+        g_during.remove()
+    check_real(real, expected, daemon, timeout=180)
     assert daemon.stop() == 0

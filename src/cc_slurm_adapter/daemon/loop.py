@@ -95,10 +95,14 @@ def window(cursor: int | None, now: int, *, poll_interval: int, max_span: int
     where the window would have begun when the cap cut it, else None."""
     overlap = max(MIN_OVERLAP_S, 2 * poll_interval)
     floor = now - max_span
-    start = floor if cursor is None else min(cursor, now) - overlap
-    if start < floor:
-        return floor, now, (start if cursor is not None else None)
-    return start, now, None
+    if cursor is None:
+        return floor, now, None
+    start = min(cursor, now) - overlap
+    if start >= floor:
+        return start, now, None
+    # only a cursor older than the cap skips jobs; the overlap alone reaching past it
+    # (slurmPollInterval 3600: a 2 h overlap) is no gap, and no warning
+    return floor, now, (start if cursor < floor else None)
 
 
 def chunks(start: int, end: int, size: int = CHUNK_S) -> list[tuple[int, int]]:
@@ -338,8 +342,8 @@ class Daemon:
             cs.capped_warned = True
             log.warning("cluster %s: the last sync was at %s, longer ago than "
                         "slurmQueryMaxSpan (%d s): jobs that ended between %s and %s are "
-                        "not read", cs.name, _iso(skipped), self.config.slurm_query_max_span,
-                        _iso(skipped), _iso(start))
+                        "not read", cs.name, _iso(cursor or skipped),
+                        self.config.slurm_query_max_span, _iso(skipped), _iso(start))
         elif cursor is None:
             log.info("cluster %s: no sync cursor yet; reading the last %d s", cs.name,
                      now - start)

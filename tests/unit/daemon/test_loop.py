@@ -276,6 +276,10 @@ def test_window_overlap_and_cap() -> None:
     assert window(now - 60, now, poll_interval=10, max_span=604800)[0] == now - 60 - 60
     start, end, skipped = window(now - 8 * 86400, now, poll_interval=60, max_span=604800)
     assert (start, end) == (now - 604800, now) and skipped == now - 8 * 86400 - 120
+    # a recent cursor whose overlap (2 x a 3600 s poll) reaches past a short cap: the
+    # window starts at the cap, and nothing was skipped
+    assert window(now - 60, now, poll_interval=3600, max_span=3600) == (
+        now - 3600, now, None)
     assert chunks(0, 20 * 3600) == [(0, 7200), (7200, 28800), (28800, 50400),
                                     (50400, 72000)]
     assert chunks(100, 200) == [(100, 200)]
