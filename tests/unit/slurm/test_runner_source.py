@@ -179,9 +179,9 @@ async def test_scontrol_text_asks_for_a_single_job_alone() -> None:
     runner = FakeRunner(handler)
     source = SlurmSource(runner, SlurmInfo(meta=_meta_struct(22, 5, 8)))
     assert [j.job_id for j in await source.details([7])] == [7]
-    assert runner.argvs[-1] == ("scontrol", "show", "job", "-d", "-o", "7")
+    assert list(runner.argvs[-1]) == ["scontrol", "show", "job", "-d", "-o", "7"]
     assert [j.job_id for j in await source.details([7, 9])] == [7]
-    assert runner.argvs[-1] == ("scontrol", "show", "job", "-d", "-o")
+    assert list(runner.argvs[-1]) == ["scontrol", "show", "job", "-d", "-o"]
     assert await source.details([8]) == []
 
     def down(argv: tuple[str, ...]) -> CommandResult:
