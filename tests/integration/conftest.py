@@ -31,7 +31,7 @@ from cc_slurm_adapter.testing.slurm_testbed import (
     selected_releases,
 )
 
-from .daemon_harness import Daemons
+from .daemon_harness import Daemons, cancel_all
 
 RELEASES = selected_releases()
 
@@ -202,3 +202,11 @@ def daemons(tmp_path: Path, slurm_cluster: SlurmTestbed) -> Iterator[Daemons]:
     made = Daemons(tmp_path, slurm_cluster.env)
     yield made
     made.cleanup()
+
+
+@pytest.fixture()
+def jobs(slurm_cluster: SlurmTestbed) -> Iterator[list[int]]:
+    """Job ids a test submitted; cancelled at the end whatever happened."""
+    ids: list[int] = []
+    yield ids
+    cancel_all(slurm_cluster, ids)

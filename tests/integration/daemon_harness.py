@@ -649,3 +649,12 @@ def wait_ctld_completed(tb: SlurmTestbed, job_id: int, timeout: float = 60) -> N
                      check=False).stdout.strip()
         return out == "COMPLETED"
     wait_for(completed, timeout, f"job {job_id} COMPLETED in slurmctld")
+
+
+def submit(tb: SlurmTestbed, ids: list[int], name: str, *args: str,
+           user: str = "testuser") -> int:
+    """sbatch a 5-minute-limit job named ``name``; its id goes into ``ids`` (the ``jobs``
+    fixture cancels them all at the end)."""
+    job_id = tb.submit(["-J", name, "-t", "5", *args], user=user)
+    ids.append(job_id)
+    return job_id

@@ -34,7 +34,6 @@ from .daemon_harness import (
     Gate,
     SlurmJob,
     audit,
-    cancel_all,
     check_payloads,
     pid_of,
     requests_for,
@@ -42,6 +41,7 @@ from .daemon_harness import (
     running_array_tasks,
     sacct_jobs,
     settled_sacct,
+    submit,
     wait_ctld_completed,
     wait_dead,
     wait_for,
@@ -60,14 +60,6 @@ def tb(slurm_cluster: SlurmTestbed) -> Iterator[SlurmTestbed]:
 
 
 @pytest.fixture()
-def jobs(tb: SlurmTestbed) -> Iterator[list[int]]:
-    """Job ids a test submitted; cancelled at the end whatever happened."""
-    ids: list[int] = []
-    yield ids
-    cancel_all(tb, ids)
-
-
-@pytest.fixture()
 def gates(tb: SlurmTestbed) -> Iterator[list[Gate]]:
     """Gates (files that let held jobs end) of a test; removed at the end."""
     made: list[Gate] = []
@@ -81,13 +73,6 @@ def new_gate(tb: SlurmTestbed, gates: list[Gate], name: str) -> Gate:
     gate = Gate(tb, name)
     gates.append(gate)
     return gate
-
-
-def submit(tb: SlurmTestbed, ids: list[int], name: str, *args: str,
-           user: str = "testuser") -> int:
-    job_id = tb.submit(["-J", name, "-t", "5", *args], user=user)
-    ids.append(job_id)
-    return job_id
 
 
 def final(tb: SlurmTestbed, job_id: int, name: str) -> list[SlurmJob]:

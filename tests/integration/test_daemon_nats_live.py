@@ -26,10 +26,6 @@ import asyncio
 import contextlib
 import json
 import re
-import shutil
-import signal
-import socket
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -40,6 +36,7 @@ import pytest
 from cc_slurm_adapter.testing.ccbackend.standin import StandIn
 from cc_slurm_adapter.testing.slurm_testbed import SlurmTestbed
 
+from .conftest_nats import NATS_SERVER, NatsServer
 from .daemon_harness import (
     Daemons,
     Gate,
@@ -54,62 +51,9 @@ nats = pytest.importorskip("nats")
 
 pytestmark = pytest.mark.slurm
 
-NATS_SERVER = shutil.which("nats-server") or next(
-    (p for p in ("/usr/sbin/nats-server", "/usr/bin/nats-server") if Path(p).exists()), None)
 OUTAGE_S = 60.0
 LINE = re.compile(r'^job,function=(start_job|stop_job)(,[^ ]*)? '
                   r'event="((?:[^"\\]|\\.)*)"( [0-9]+)?$', re.S)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class NatsServer:
-    """Debian's nats-server on 127.0.0.1:<free port>, JetStream on, its own store dir."""
-
-    def __init__(self, directory: Path) -> None:
-        assert NATS_SERVER is not None
-        self.port = free_port()
-        self.dir = directory
-        self.store = directory / "js"
-        self.log = directory / "nats-server.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
-
-    def start(self) -> NatsServer:
-        assert NATS_SERVER is not None
-        self.dir.mkdir(parents=True, exist_ok=True)
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [NATS_SERVER, "-a", "127.0.0.1", "-p", str(self.port), "-js",
-                 "-sd", str(self.store)], stdout=log, stderr=log, stdin=subprocess.DEVNULL)
-
-        def up() -> bool:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise AssertionError(f"nats-server exited: {self.log.read_text()[-2000:]}")
-            with contextlib.suppress(OSError), socket.create_connection(
-                    ("127.0.0.1", self.port), timeout=0.5):
-                return True
-            return False
-        wait_for(up, 20, "nats-server to listen", interval=0.1)
-        return self
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
 
 
 async def _add_stream(url: str, name: str, subject: str) -> None:

@@ -32,12 +32,12 @@ from .daemon_harness import (
     Gate,
     RealServer,
     SlurmJob,
-    cancel_all,
     pid_of,
     running_array_tasks,
     sacct_jobs,
     settled_sacct,
     start_real,
+    submit,
     topology_threads,
     wait_ctld_completed,
     wait_dead,
@@ -64,24 +64,10 @@ def real(tmp_path: Path) -> Iterator[RealServer]:
 
 
 @pytest.fixture()
-def jobs(slurm_cluster: SlurmTestbed) -> Iterator[list[int]]:
-    ids: list[int] = []
-    yield ids
-    cancel_all(slurm_cluster, ids)
-
-
-@pytest.fixture()
 def first(slurm_cluster: SlurmTestbed) -> SlurmTestbed:
     if slurm_cluster.release != selected_releases()[0]:
         pytest.skip(f"real cc-backend scenarios run on {selected_releases()[0]} only")
     return slurm_cluster
-
-
-def submit(tb: SlurmTestbed, ids: list[int], name: str, *args: str,
-           user: str = "testuser") -> int:
-    job_id = tb.submit(["-J", name, "-t", "5", *args], user=user)
-    ids.append(job_id)
-    return job_id
 
 
 def listed(real: RealServer, job_ids: set[int]) -> dict[int, list[dict[str, Any]]]:
