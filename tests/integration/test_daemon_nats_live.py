@@ -34,7 +34,7 @@ import httpx
 import pytest
 
 from cc_slurm_adapter.testing.ccbackend.standin import StandIn
-from cc_slurm_adapter.testing.slurm_testbed import SlurmTestbed
+from cc_slurm_adapter.testing.slurm_testbed import SlurmTestbed, selected_releases
 
 from .conftest_nats import NATS_SERVER, NatsServer
 from .daemon_harness import (
@@ -116,6 +116,10 @@ def test_nats_only_every_event_survives_a_60s_nats_outage(
         jetstream: bool) -> None:
     if NATS_SERVER is None:
         pytest.skip("nats-server is not installed (Debian package nats-server)")
+    if slurm_cluster.release != selected_releases()[0]:
+        # a slow fault scenario (a 60 s outage per variant): on one release, like the
+        # daemon's other fault scenarios; the publisher does not depend on the release
+        pytest.skip(f"the NATS outage scenario runs on {selected_releases()[0]} only")
     tb = slurm_cluster
     server = NatsServer(tmp_path / "nats").start()
     subject = f"ccsa.jobs.{int(time.time())}"
