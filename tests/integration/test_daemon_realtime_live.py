@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -96,6 +97,19 @@ def realtime_daemon(daemons: Daemons, standin: StandIn, port: int) -> Daemon:
                        prepSockListenPath=f"tcp:127.0.0.1:{port}")
 
 
+def wait_quiet(standin: StandIn, daemon: Daemon, quiet_s: float = 2.0) -> None:
+    """Until the stand-in has had no request for ``quiet_s`` (the outbox is empty)."""
+    last = {"n": -1, "since": time.monotonic()}
+
+    def quiet() -> bool:
+        n = len(standin.audit())
+        if n != last["n"]:
+            last["n"], last["since"] = n, time.monotonic()
+        return time.monotonic() - last["since"] >= quiet_s
+
+    wait_for(quiet, 120, "the daemon's first backlog to drain", daemon=daemon, interval=0.2)
+
+
 def arrival(standin: StandIn, job_id: int, part: str) -> float:
     """When the stand-in took the first successful request of ``part`` for the job."""
     times = [e.time for e in requests_for(standin, job_id, part)
@@ -112,6 +126,9 @@ def test_with_the_poll_at_3600s_every_job_is_started_and_stopped_by_the_hook(
     wait_for(lambda: listening(hooked), 30, "the daemon's hook socket", daemon=daemon)
     # let the start-up poll pass: from here on only events can bring a job in time
     wait_for(lambda: "jobs seen" in daemon.run_stderr(), 60, "the first poll", daemon=daemon)
+    # ... and the submissions it queued for earlier tests' jobs (the shared testbed):
+    # fresh ones would queue behind them, oldest first
+    wait_quiet(standin, daemon)
     gate = Gate(tb, "realtime")
     ids: list[int] = []
     try:

@@ -66,6 +66,11 @@ CHUNK_S = 6 * 3600
 """Longest sacct window read at once: a 7-day catch-up is 28 chunks, never all of
 it in memory."""
 MIN_OVERLAP_S = 60
+MAX_OVERLAP_S = 600
+"""The window re-reads ``2 × slurmPollInterval`` before the cursor (records slurmdbd
+wrote late), between these bounds: slurmdbd's lag does not grow with the poll interval,
+and at ``slurmPollInterval`` 3600 an uncapped overlap re-read two hours every cycle (at
+the first poll after a start, every job of those two hours queued ahead of the hook's)."""
 PRUNE_EVERY_S = 3600.0
 DRAIN_LOOPS = 2
 RECENT_END_S = 600
@@ -93,7 +98,7 @@ def window(cursor: int | None, now: int, *, poll_interval: int, max_span: int
            ) -> tuple[int, int, int | None]:
     """(start, end, skipped_from): the sacct window of a cycle. ``skipped_from`` is
     where the window would have begun when the cap cut it, else None."""
-    overlap = max(MIN_OVERLAP_S, 2 * poll_interval)
+    overlap = min(MAX_OVERLAP_S, max(MIN_OVERLAP_S, 2 * poll_interval))
     floor = now - max_span
     if cursor is None:
         return floor, now, None

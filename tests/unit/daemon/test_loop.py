@@ -279,7 +279,8 @@ def test_window_overlap_and_cap() -> None:
     # a recent cursor whose overlap (2 x a 3600 s poll) reaches past a short cap: the
     # window starts at the cap, and nothing was skipped
     assert window(now - 60, now, poll_interval=3600, max_span=3600) == (
-        now - 3600, now, None)
+        now - 660, now, None)  # the overlap is capped at MAX_OVERLAP_S (600 s)
+    assert window(now - 60, now, poll_interval=3600, max_span=300) == (now - 300, now, None)
     assert chunks(0, 20 * 3600) == [(0, 7200), (7200, 28800), (28800, 50400),
                                     (50400, 72000)]
     assert chunks(100, 200) == [(100, 200)]
