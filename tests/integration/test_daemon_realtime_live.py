@@ -40,8 +40,11 @@ from .daemon_harness import (
 pytestmark = pytest.mark.slurm
 
 START_BOUND = 5.0
-"""The real-time path answers in well under a second; the poll (3600 s) and the
-real-time path's give-up (slurmMaxRetries × slurmQueryDelay = 10 s) are far beyond."""
+"""The real-time path answers in well under a second; the poll (3600 s) is far beyond."""
+START_BOUND_22_05 = 15.0
+"""22.05: slurmdbd first writes a provisional record of a job that ends at once; the
+start waits for the real one (4 s in a CI run), since user, account and hosts come from
+sacct (never from the scontrol text a user can shape)."""
 
 # In the checkout (git-ignored var/): the chroots see it read-only at /opt/cc-slurm-adapter,
 # and the wrapper finds hook.py and its config relative to itself.
@@ -152,10 +155,11 @@ def test_with_the_poll_at_3600s_every_job_is_started_and_stopped_by_the_hook(
         # `true` and `sleep 1` may end before slurmctld's detail is read
         check_payloads(rows, jobs, no_hwthreads=[ids[2], ids[3]])
         audit(standin, jobs, tb.cluster, seen_running=held).assert_clean()
+        bound = START_BOUND_22_05 if tb.release == "22.05" else START_BOUND
         for job in jobs:
             late_start = arrival(standin, job.job_id, "start_job") - job.start
             late_stop = arrival(standin, job.job_id, "stop_job") - job.end
-            assert late_start < START_BOUND and late_stop < START_BOUND, (
+            assert late_start < bound and late_stop < bound, (
                 f"job {job.job_id}: start {late_start:.2f} s, stop {late_stop:.2f} s after "
                 f"Slurm's; the real-time path did not bring it\n{daemon.tail()}")
         assert daemon.stop() == 0, daemon.tail()
