@@ -28,7 +28,9 @@ from cc_slurm_adapter.errors import ConfigError
 from cc_slurm_adapter.metrics import MetricsServer, start_metrics
 from cc_slurm_adapter.store import open_store
 from tests.unit.daemon.fakeslurm import FakeSlurm
-from tests.unit.daemon.test_loop import Harness, fresh, make_config
+from tests.unit.daemon.harness import Harness, fresh, make_config
+
+from .fakes import Clock
 
 __all__ = ["fresh"]  # the stand-in fixture of test_loop, used here
 
@@ -70,17 +72,10 @@ def cc_requests(si: Any) -> list[Any]:
     return [e for e in si.audit() if e.method == "POST" and "_job" in e.path]
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = float(int(time.time()))
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 async def metrics_harness(tmp_path: Path, fresh: Any) -> AsyncIterator[Harness]:
-    h = Harness(tmp_path, fresh, FakeSlurm("24.11", "running1"), clock=Clock())
+    h = Harness(tmp_path, fresh, FakeSlurm("24.11", "running1"),
+                clock=Clock(float(int(time.time()))))
     yield h
     await h.close()
 

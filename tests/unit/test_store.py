@@ -41,17 +41,11 @@ from cc_slurm_adapter.store import (
 )
 from cc_slurm_adapter.store.schema import MIGRATIONS, migrate
 
+from .fakes import Clock
+
 S = RunState
 T0 = 1_700_000_000
 PACKAGE = Path(__file__).resolve().parents[2] / "src" / "cc_slurm_adapter"
-
-
-class Clock:
-    def __init__(self, now: float = T0 + 10_000) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def start_body(job_id: int, start: int, **extra: object) -> bytes:
@@ -67,7 +61,7 @@ def stop_body(job_id: int, start: int, stop: int | None = None) -> bytes:
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(T0 + 10_000)
 
 
 @pytest.fixture
@@ -758,7 +752,7 @@ class StoreMachine(RuleBasedStateMachine):
         import tempfile
         self.dir = tempfile.TemporaryDirectory()
         self.path = Path(self.dir.name) / "state.db"
-        self.clock = Clock()
+        self.clock = Clock(T0 + 10_000)
         self.store = open_store(self.path, clock=self.clock)
         self.state: dict[int, RunState] = {}
         self.job: dict[int, int] = {}

@@ -30,16 +30,10 @@ from cc_slurm_adapter.errors import StoreError
 from cc_slurm_adapter.store import NATS, REST, SCHEMA_VERSION, RunState, Store, open_store
 from cc_slurm_adapter.store.schema import MIGRATIONS, migrate
 
+from .fakes import Clock
+
 S = RunState
 T0 = 1_700_000_000
-
-
-class Clock:
-    def __init__(self, now: float = T0 + 10_000) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def start_body(job_id: int) -> bytes:
@@ -54,7 +48,7 @@ def stop_body(job_id: int) -> bytes:
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(T0 + 10_000)
 
 
 @pytest.fixture
@@ -369,7 +363,7 @@ class TwoTargetMachine(RuleBasedStateMachine):
         super().__init__()
         self.dir = tempfile.TemporaryDirectory()
         self.path = Path(self.dir.name) / "state.db"
-        self.clock = Clock()
+        self.clock = Clock(T0 + 10_000)
         self.store = self._open()
         self.state: dict[int, RunState] = {}
         self.job: dict[int, int] = {}

@@ -157,7 +157,7 @@ async def _serve(daemon: Daemon, config: Config, notifier: Notifier,
             log.info("ccRestSubmitJobs is false: jobs go to cc-backend over NATS only "
                      "(REST is still asked for the running jobs and the topology)")
         listener = IpcServer.from_config(
-            config, daemon.hook_event, runner=daemon.runner,
+            config, daemon.hook_event,
             slurm_user=daemon.info.slurm_user if daemon.info is not None else None)
         try:
             await listener.start()

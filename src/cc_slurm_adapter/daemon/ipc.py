@@ -54,16 +54,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from cc_slurm_adapter.errors import SlurmError
 from cc_slurm_adapter.hook import SocketAddress
 
 if TYPE_CHECKING:
     from cc_slurm_adapter.config import Config
-    from cc_slurm_adapter.slurm.runner import Runner
 
 __all__ = ["DEADLINE", "IDLE_TIMEOUT", "LOG_INTERVAL", "MAX_CONNECTIONS", "MAX_MESSAGE",
-           "TOKEN_KEY", "DropLog", "IpcServer", "parse_message", "read_slurm_user",
-           "socket_group"]
+           "TOKEN_KEY", "DropLog", "IpcServer", "parse_message", "socket_group"]
 
 log = logging.getLogger("cc_slurm_adapter.daemon")
 
@@ -180,22 +177,6 @@ class DropLog:
             self._flush(reason)
 
 
-def _slurm_user_name(value: str) -> str:
-    """``SlurmUser = slurm(64030)`` (``scontrol show config``, 22.05–26.05) → ``slurm``."""
-    return value.split("(", 1)[0].strip()
-
-
-async def read_slurm_user(runner: Runner, timeout: float | None = None) -> str | None:
-    """Slurm's ``SlurmUser`` (the user slurmctld runs its PrologSlurmctld as), or None."""
-    from cc_slurm_adapter.slurm.source import parse_config
-
-    try:
-        result = await runner.run(["scontrol", "show", "config"], timeout=timeout)
-    except SlurmError:
-        return None
-    return _slurm_user_name(parse_config(result.stdout).get("SlurmUser", "")) or None
-
-
 def socket_group(configured: str, slurm_user: str | None) -> tuple[int, str, bool]:
     """``(gid, shown name, explicit)`` for the UNIX socket; OSError for an unknown group.
 
@@ -247,7 +228,6 @@ class IpcServer:
 
     def __init__(self, address: SocketAddress, on_event: Callable[[int, str], None], *,
                  mode: str = "0660", group: str = "", token: str = "",
-                 runner: Runner | None = None, command_timeout: float | None = None,
                  slurm_user: str | None = None,
                  max_connections: int = MAX_CONNECTIONS, idle_timeout: float = IDLE_TIMEOUT,
                  deadline: float = DEADLINE, drops: DropLog | None = None) -> None:
@@ -256,8 +236,6 @@ class IpcServer:
         self.mode = mode
         self.group = group
         self._token = token
-        self.runner = runner
-        self.command_timeout = command_timeout
         self.slurm_user = slurm_user
         self.max_connections = max_connections
         self.idle_timeout = idle_timeout
@@ -270,13 +248,12 @@ class IpcServer:
 
     @classmethod
     def from_config(cls, config: Config, on_event: Callable[[int, str], None], *,
-                    runner: Runner | None = None, slurm_user: str | None = None
-                    ) -> IpcServer:
-        """The daemon's server; ``slurm_user`` as start-up detection read it, else
-        ``runner`` asks Slurm for ``SlurmUser`` when needed."""
+                    slurm_user: str | None = None) -> IpcServer:
+        """The daemon's server; ``slurm_user`` is Slurm's ``SlurmUser`` as start-up
+        detection read it (``SlurmInfo.slurm_user``), whose group the socket gets by
+        default."""
         return cls(config.prep_sock_listen_path, on_event, mode=config.prep_sock_mode,
                    group=config.prep_sock_group, token=config.prep_sock_token,
-                   runner=runner, command_timeout=float(config.slurm_command_timeout),
                    slurm_user=slurm_user)
 
     @property
@@ -320,12 +297,7 @@ class IpcServer:
             mode = int(self.mode, 8)
         except ValueError:
             raise OSError(f"prepSockMode {self.mode!r} is not an octal mode") from None
-        slurm_user = self.slurm_user
-        if not self.group and slurm_user is None and self.runner is not None:
-            # at most 10 s: the socket's default group is not worth holding the start up
-            slurm_user = await read_slurm_user(self.runner, min(self.command_timeout or 10.0,
-                                                                10.0))
-        gid, group, explicit = socket_group(self.group, slurm_user)
+        gid, group, explicit = socket_group(self.group, self.slurm_user)
         stale = _probe(path)
         parent = os.path.dirname(path) or "."
         os.makedirs(parent, exist_ok=True)

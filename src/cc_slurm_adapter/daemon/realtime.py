@@ -207,7 +207,7 @@ class Realtime:
         info = source.info
         want_detail = list(dict.fromkeys(
             [*starts, *(ends if _ctld_final_at_epilog(info.version) else [])]))
-        scripts_by_id = bool(starts) and _want_scripts(source) and info.has_sacct_script_json
+        scripts_by_id = bool(starts) and source.wants_scripts and info.has_sacct_script_json
         before = source.runner.calls
         try:
             if want_detail and not source.topology:
@@ -224,11 +224,9 @@ class Realtime:
             assert not isinstance(acc_list, BaseException)
             assert not isinstance(detail_list, BaseException)
             assert not isinstance(scripts, BaseException)
-            if any(h not in source.topology for r in detail_list for h in r.nodes):
-                await source.refresh_topology()  # a host we do not know: ask again with it
-                detail_list = await source.details([r.job_id for r in detail_list])
+            detail_list = await source.fit_topology(detail_list)  # a host we do not know
             details = {r.job_id: r for r in detail_list}
-            if not scripts_by_id and starts and details and _want_scripts(source):
+            if not scripts_by_id and starts and details and source.wants_scripts:
                 # before 23.02 the text names array tasks ARRAYID_TASKID: records needed
                 scripts = await source.batch_scripts([details[j] for j in starts
                                                       if j in details])
@@ -343,8 +341,3 @@ async def _nothing() -> list[JobRecord]:
 async def _no_scripts() -> dict[int, str]:
     return {}
 
-
-def _want_scripts(source: SlurmSource) -> bool:
-    if source.fetch_batch_scripts is not None:
-        return source.fetch_batch_scripts
-    return source.info.job_script_stored is True

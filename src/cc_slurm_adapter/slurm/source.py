@@ -387,13 +387,11 @@ class SlurmSource:
             await self.refresh_topology()
             refreshed = True
         details = await self.details(batch)
-        hosts = {h for job in details for h in job.nodes}
-        if hosts and not refreshed and self._topology_stale(hosts):
-            await self.refresh_topology()
-            details = [_with_topology(job, self.topology) for job in details]
+        if not refreshed:
+            details = await self.fit_topology(details)
         scripts: dict[int, str] = {}
         want = [*details, *scripts_wanted][:self.max_detail_jobs]
-        if want and self._want_scripts():
+        if want and self.wants_scripts:
             scripts = await self.batch_scripts(want)
             details = [msgspec.structs.replace(job, batch_script=scripts[job.job_id])
                        if job.job_id in scripts else job for job in details]
@@ -401,7 +399,19 @@ class SlurmSource:
                            deferred=tuple(deferred), topology=self.topology,
                            scripts=scripts, calls=self.runner.calls - before)
 
-    def _want_scripts(self) -> bool:
+    async def fit_topology(self, jobs: Sequence[JobRecord]) -> list[JobRecord]:
+        """``jobs`` as read, or, when one runs on a host the cached topology lacks (or the
+        cache is old), after one node listing, with that node's sockets/cores/threads
+        filled in (no second detail call)."""
+        hosts = {h for job in jobs for h in job.nodes}
+        if not hosts or not self._topology_stale(hosts):
+            return list(jobs)
+        await self.refresh_topology()
+        return [_with_topology(job, self.topology) for job in jobs]
+
+    @property
+    def wants_scripts(self) -> bool:
+        """Whether batch scripts are asked for: forced, or where slurmdbd keeps them."""
         if self.fetch_batch_scripts is not None:
             return self.fetch_batch_scripts
         return self.info.job_script_stored is True

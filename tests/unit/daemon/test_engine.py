@@ -17,15 +17,9 @@ from cc_slurm_adapter.slurm.phase import Phase
 from cc_slurm_adapter.slurm.record import JobRecord, NodeResources
 from cc_slurm_adapter.store import RunState, Store, open_store
 
+from ..fakes import Clock
+
 CLUSTER = "testcluster"
-
-
-class Clock:
-    def __init__(self, now: float = 2_000_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def rec(job_id: int, state: str = "RUNNING", phase: Phase = Phase.RUNNING, *,
@@ -47,7 +41,7 @@ def detail(job_id: int, **kw: Any) -> JobRecord:
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(2_000_000_000.0)
 
 
 @pytest.fixture

@@ -31,9 +31,8 @@ import pytest
 from cc_slurm_adapter.config import parse_config
 from cc_slurm_adapter.daemon import ipc
 from cc_slurm_adapter.daemon.ipc import MAX_MESSAGE, DropLog, IpcServer, parse_message
-from cc_slurm_adapter.errors import ConfigError, SlurmCommandFailed
+from cc_slurm_adapter.errors import ConfigError
 from cc_slurm_adapter.hook import SocketAddress, parse_socket_address, run_hook
-from cc_slurm_adapter.slurm.runner import FakeRunner
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "slurm"
 TOKEN = "s3cr3t-T0ken-4-ipc"
@@ -346,23 +345,17 @@ async def test_mode_and_group_decide_who_may_connect(
 
 
 @needs_root
-async def test_default_group_asks_slurm_for_slurmuser(sockdir: Path) -> None:
-    # ``scontrol show config`` as 26.05 prints it (SlurmUser line copied from the testbed;
-    # there SlurmUser=root), here naming testuser as the SlurmUser
-    out = (b"Configuration data as of 2026-12-01T23:54:50\n"
-           b"SelectTypeParameters    = CR_CORE_MEMORY\n"
-           b"SlurmUser               = testuser(999)\n"
-           b"SlurmctldAddr           = (null)\n"
-           b"SlurmdUser              = root(0)\n")
-    runner = FakeRunner(lambda argv: out)
+async def test_default_group_is_slurmusers(sockdir: Path) -> None:
+    """No prepSockGroup: the group of Slurm's SlurmUser (as start-up detection read it
+    from ``scontrol show config``; tests/unit/slurm/test_runner_source.py), here testuser."""
     events: list[tuple[int, str]] = []
     config = parse_config(json.dumps({"ccRestUrl": "http://x:1", "ccRestJwt": "a.b.c",
                                       "prepSockListenPath": str(sockdir / "d.sock")}),
                           "c.json").config
-    server = IpcServer.from_config(config, lambda j, c: events.append((j, c)), runner=runner)
+    server = IpcServer.from_config(config, lambda j, c: events.append((j, c)),
+                                   slurm_user="testuser")
     await server.start()
     try:
-        assert runner.argvs == [("scontrol", "show", "config")]
         assert os.lstat(sockdir / "d.sock").st_gid == _testuser().pw_gid
         assert await as_testuser(sockdir / "d.sock", message("5")) == 0
     finally:
@@ -402,17 +395,6 @@ def test_socket_group_fallbacks() -> None:
     assert ipc.socket_group("", "no-such-user-ccsa")[0] == os.getegid()
     assert ipc.socket_group("", None)[0] == os.getegid()
     assert ipc.socket_group("0", None) == (0, "root", True)
-
-
-async def test_read_slurm_user() -> None:
-    live = b"SelectType              = select/cons_tres\nSlurmUser               = root(0)\n"
-    assert await ipc.read_slurm_user(FakeRunner(lambda argv: live)) == "root"
-
-    def down(argv: tuple[str, ...]) -> bytes:
-        raise SlurmCommandFailed("scontrol exited 1", argv=argv)
-
-    assert await ipc.read_slurm_user(FakeRunner(down)) is None
-    assert await ipc.read_slurm_user(FakeRunner(lambda argv: b"")) is None
 
 
 @pytest.mark.parametrize("mode", ["0660", "660", "0600", "0666", "0777"])

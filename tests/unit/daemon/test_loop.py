@@ -6,77 +6,20 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from cc_slurm_adapter.ccbackend import Backoff, CCBackendClient
-from cc_slurm_adapter.config import Config
-from cc_slurm_adapter.daemon.loop import Daemon, chunks, window
-from cc_slurm_adapter.mapping import reset_log_once
-from cc_slurm_adapter.store import RunState, Store, open_store
+from cc_slurm_adapter.ccbackend import Backoff
+from cc_slurm_adapter.daemon.loop import chunks, window
+from cc_slurm_adapter.store import RunState
 
 from .fakeslurm import FakeSlurm, expected_jobs
+from .harness import Harness, fresh, make_config
 
-standin_mod = pytest.importorskip("cc_slurm_adapter.testing.ccbackend")
-StandIn = standin_mod.StandIn
-
-
-@pytest.fixture
-def fresh() -> Iterator[Any]:
-    reset_log_once()
-    with StandIn(commit_interval=0.2) as si:
-        yield si
-
-
-def make_config(tmp_path: Path, si: Any, **kw: Any) -> Config:
-    return Config(cc_rest_url=si.url, cc_rest_jwt=si.token,
-                  state_path=str(tmp_path / "state.db"),
-                  pid_file_path=str(tmp_path / "daemon.pid"),
-                  last_run_path=str(tmp_path / "lastrun"), **kw)
-
-
-class Harness:
-    def __init__(self, tmp_path: Path, si: Any, slurm: FakeSlurm,
-                 clock: Any = None) -> None:
-        self.tmp_path, self.si, self.slurm = tmp_path, si, slurm
-        self.clock = clock
-        self.config = make_config(tmp_path, si)
-        self.store: Store | None = None
-        self.client: CCBackendClient | None = None
-        self.daemon: Daemon | None = None
-
-    async def open(self) -> Daemon:
-        self.store = open_store(self.config.state_path)
-        self.client = CCBackendClient(self.si.url, self.si.token, timeout=5)
-        self.daemon = Daemon(self.config, store=self.store, client=self.client,
-                             runner=self.slurm.runner, backoff=Backoff(0.01, 0.05),
-                             **({"clock": self.clock} if self.clock else {}))
-        await self.daemon.setup()
-        return self.daemon
-
-    async def close(self) -> None:
-        if self.client:
-            await self.client.aclose()
-        if self.store:
-            self.store.close()
-
-    async def cycle(self) -> None:
-        assert self.daemon is not None
-        for cs in self.daemon.clusters:
-            await self.daemon.poll(cs)
-
-    async def drain_all(self, seconds: float = 20.0) -> None:
-        """Drain until the outbox is empty (retries included)."""
-        assert self.daemon is not None and self.store is not None
-        deadline = asyncio.get_running_loop().time() + seconds
-        while self.store.outbox_size() and asyncio.get_running_loop().time() < deadline:
-            if not await self.daemon.drain_once():
-                await asyncio.sleep(0.02)
-        assert self.store.outbox_size() == 0, "outbox did not drain"
-
+__all__ = ["Harness", "fresh", "make_config"]  # fresh: a fixture, used here by name
 
 @pytest.fixture
 async def harness(tmp_path: Path, fresh: Any) -> AsyncIterator[Harness]:

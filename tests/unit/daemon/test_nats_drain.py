@@ -11,23 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from cc_slurm_adapter.ccbackend import Backoff, CCBackendClient
-from cc_slurm_adapter.config import Config
-from cc_slurm_adapter.daemon.loop import Daemon
-from cc_slurm_adapter.mapping import reset_log_once
-from cc_slurm_adapter.store import NATS, REST, RunState, Store, open_store
+from cc_slurm_adapter.ccbackend import Backoff
+from cc_slurm_adapter.store import NATS, REST, RunState
 
 from .fakeslurm import FakeSlurm, expected_jobs
+from .harness import Harness, fresh
 
-standin_mod = pytest.importorskip("cc_slurm_adapter.testing.ccbackend")
-StandIn = standin_mod.StandIn
+__all__ = ["fresh"]  # the stand-in fixture, used here by name
+
 
 
 @dataclass(frozen=True)
@@ -82,70 +80,28 @@ def assert_each_event_once_in_order(pub: FakeJetStream) -> None:
 
 
 @pytest.fixture
-def si() -> Iterator[Any]:
-    reset_log_once()
-    with StandIn(commit_interval=0.2) as s:
-        yield s
+def si(fresh: Any) -> Any:
+    return fresh
 
 
-class Setup:
-    def __init__(self, tmp_path: Path, si: Any, pub: FakeJetStream, *, rest: bool,
-                 backoff: Backoff | None = None) -> None:
-        self.config = Config(cc_rest_url=si.url, cc_rest_jwt=si.token,
-                             state_path=str(tmp_path / "state.db"),
-                             pid_file_path=str(tmp_path / "daemon.pid"),
-                             last_run_path=str(tmp_path / "lastrun"),
-                             cc_rest_submit_jobs=rest, nats_server="nats.invalid")
-        self.si, self.pub, self.slurm = si, pub, FakeSlurm("24.11", "running1")
-        self.backoff = backoff or Backoff(0.01, 0.05)
-        self.store: Store | None = None
-        self.client: CCBackendClient | None = None
-        self.daemon: Daemon | None = None
-
-    async def open(self) -> Daemon:
-        self.store = open_store(self.config.state_path)
-        self.client = CCBackendClient(self.si.url, self.si.token, timeout=5)
-        self.daemon = Daemon(self.config, store=self.store, client=self.client,
-                             runner=self.slurm.runner, backoff=self.backoff,
-                             publisher=self.pub)
-        await self.daemon.setup()
-        return self.daemon
-
-    async def close(self) -> None:
-        if self.client:
-            await self.client.aclose()
-        if self.store:
-            self.store.close()
-        self.store = self.client = self.daemon = None
-
-    async def cycle(self, phase: str | None = None) -> None:
-        assert self.daemon is not None
-        if phase:
-            self.slurm.phase = phase
-        for cs in self.daemon.clusters:
-            await self.daemon.poll(cs)
-
-    async def drain_until(self, target: str | None, seconds: float = 20.0) -> None:
-        assert self.daemon is not None and self.store is not None
-        deadline = asyncio.get_running_loop().time() + seconds
-        while self.store.outbox_size(target) and asyncio.get_running_loop().time() < deadline:
-            if not await self.daemon.drain_once():
-                await asyncio.sleep(0.02)
-        assert self.store.outbox_size(target) == 0, f"{target or 'outbox'} did not drain"
+def setup(tmp_path: Path, si: Any, pub: FakeJetStream, *, rest: bool,
+          backoff: Backoff | None = None) -> Harness:
+    return Harness(tmp_path, si, FakeSlurm("24.11", "running1"), publisher=pub,
+                   backoff=backoff, cc_rest_submit_jobs=rest, nats_server="nats.invalid")
 
 
 @pytest.fixture
-async def cleanup() -> AsyncIterator[list[Setup]]:
-    made: list[Setup] = []
+async def cleanup() -> AsyncIterator[list[Harness]]:
+    made: list[Harness] = []
     yield made
     for s in made:
         await s.close()
 
 
 async def test_nats_only_down_then_up_every_event_once_in_order(
-        tmp_path: Path, si: Any, cleanup: list[Setup]) -> None:
+        tmp_path: Path, si: Any, cleanup: list[Harness]) -> None:
     pub = FakeJetStream(up=False)
-    s = Setup(tmp_path, si, pub, rest=False)
+    s = setup(tmp_path, si, pub, rest=False)
     cleanup.append(s)
     await s.open()
     assert s.store is not None and s.daemon is not None
@@ -172,9 +128,9 @@ async def test_nats_only_down_then_up_every_event_once_in_order(
 
 
 async def test_rest_down_while_nats_flows(tmp_path: Path, si: Any,
-                                          cleanup: list[Setup]) -> None:
+                                          cleanup: list[Harness]) -> None:
     pub = FakeJetStream()
-    s = Setup(tmp_path, si, pub, rest=True)
+    s = setup(tmp_path, si, pub, rest=True)
     cleanup.append(s)
     await s.open()
     assert s.store is not None and s.daemon is not None
@@ -193,9 +149,9 @@ async def test_rest_down_while_nats_flows(tmp_path: Path, si: Any,
 
 
 async def test_nats_down_while_rest_flows_then_the_same_json_follows(
-        tmp_path: Path, si: Any, cleanup: list[Setup]) -> None:
+        tmp_path: Path, si: Any, cleanup: list[Harness]) -> None:
     pub = FakeJetStream(up=False)
-    s = Setup(tmp_path, si, pub, rest=True)
+    s = setup(tmp_path, si, pub, rest=True)
     cleanup.append(s)
     await s.open()
     assert s.store is not None and s.daemon is not None
@@ -221,9 +177,9 @@ async def test_nats_down_while_rest_flows_then_the_same_json_follows(
 
 
 async def test_a_crash_between_publish_and_ack_is_a_resend_jetstream_drops(
-        tmp_path: Path, si: Any, cleanup: list[Setup]) -> None:
+        tmp_path: Path, si: Any, cleanup: list[Harness]) -> None:
     pub = FakeJetStream()
-    s = Setup(tmp_path, si, pub, rest=False)
+    s = setup(tmp_path, si, pub, rest=False)
     cleanup.append(s)
     await s.open()
     assert s.store is not None and s.daemon is not None and s.daemon.nats is not None
@@ -234,7 +190,7 @@ async def test_a_crash_between_publish_and_ack_is_a_resend_jetstream_drops(
     for sub in batch:
         await s.daemon.nats._publish(sub)
     await s.close()
-    s2 = Setup(tmp_path, si, pub, rest=False)
+    s2 = setup(tmp_path, si, pub, rest=False)
     cleanup.append(s2)
     await s2.open()
     await s2.drain_until(None)
@@ -243,11 +199,11 @@ async def test_a_crash_between_publish_and_ack_is_a_resend_jetstream_drops(
 
 
 async def test_a_refused_event_rejects_only_its_job(tmp_path: Path, si: Any,
-                                                    cleanup: list[Setup]) -> None:
+                                                    cleanup: list[Harness]) -> None:
     pub = FakeJetStream()
     bad = expected_jobs()[0]
     pub.refuse.add((bad["jobId"], "start_job"))
-    s = Setup(tmp_path, si, pub, rest=False)
+    s = setup(tmp_path, si, pub, rest=False)
     cleanup.append(s)
     await s.open()
     assert s.store is not None
@@ -266,10 +222,10 @@ async def test_a_refused_event_rejects_only_its_job(tmp_path: Path, si: Any,
 
 
 async def test_the_running_daemon_publishes_soon_after_nats_returns(
-        tmp_path: Path, si: Any, cleanup: list[Setup]) -> None:
+        tmp_path: Path, si: Any, cleanup: list[Harness]) -> None:
     pub = FakeJetStream(up=False)
     # a long backoff: only the reconnect can make the queue move within seconds
-    s = Setup(tmp_path, si, pub, rest=False, backoff=Backoff(60.0, 120.0))
+    s = setup(tmp_path, si, pub, rest=False, backoff=Backoff(60.0, 120.0))
     cleanup.append(s)
     daemon = await s.open()
     s.slurm.phase = "after"

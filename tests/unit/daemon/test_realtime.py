@@ -67,6 +67,15 @@ class FakeSource:
         self.runner.calls += 1
         return {}
 
+    @property
+    def wants_scripts(self) -> bool:
+        return bool(self.fetch_batch_scripts)
+
+    async def fit_topology(self, jobs: Sequence[JobRecord]) -> list[JobRecord]:
+        if any(h not in self.topology for job in jobs for h in job.nodes):
+            await self.refresh_topology()  # one node listing, as SlurmSource does
+        return list(jobs)
+
 
 @dataclass
 class Sacct:

@@ -330,6 +330,20 @@ async def test_detect_reads_slurm_user() -> None:
     # the form 22.05.8-26.05.5 print: "SlurmUser = slurm(64030)"
     runner = _scripted(0, (22, 5, 8), {}, script=False)
     assert (await detect_slurm(runner)).slurm_user == "slurm"
+    # scontrol show config failing or saying nothing: unknown
+    inner = _fake_slurm(0, (22, 5, 8), {})
+
+    def down(argv: tuple[str, ...]) -> bytes | CommandResult:
+        if argv[:3] == ("scontrol", "show", "config"):
+            return CommandResult(argv=argv, stdout=b"", returncode=1, seconds=0,
+                                 stderr="slurm_load_ctl_conf error")
+        return inner.handler(argv)
+
+    def empty(argv: tuple[str, ...]) -> bytes | CommandResult:
+        return b"" if argv[:3] == ("scontrol", "show", "config") else inner.handler(argv)
+
+    assert (await detect_slurm(FakeRunner(down))).slurm_user is None
+    assert (await detect_slurm(FakeRunner(empty))).slurm_user is None
 
 
 def test_parse_config() -> None:
