@@ -307,14 +307,25 @@ class Engine:
     def captured(self, cluster: str) -> set[int]:
         """Job ids of watched runs whose snapshot has per-node detail (level ≥ 2), so
         the Slurm source does not ask slurmctld for them again."""
-        out: set[int] = set()
+        return self.holdings(cluster)[0]
+
+    def holdings(self, cluster: str) -> tuple[set[int], dict[int, int]]:
+        """:meth:`captured`, and the captured runs whose start is queued or sent (job id
+        → start time): a sacct record that shows one of them still running since that
+        start changes nothing here (:meth:`_one` would only look it up), so the Slurm
+        source need not read it (``SlurmSource.cycle(unchanged=...)``)."""
+        captured: set[int] = set()
+        started: dict[int, int] = {}
         after = 0
         while True:
             page = self.store.runs_in(_WATCHED, cluster=cluster, after_id=after, limit=500)
             if not page:
-                return out
-            out.update(r.job_id for r in page
-                       if r.snapshot_rank is not None and r.snapshot_rank[0] >= 2)
+                return captured, started
+            for r in page:
+                if r.snapshot_rank is not None and r.snapshot_rank[0] >= 2:
+                    captured.add(r.job_id)
+                    if r.state is not RunState.SEEN:
+                        started[r.job_id] = r.start_time
             after = page[-1].id
 
     # ----------------------------------------------------------------- reconcile

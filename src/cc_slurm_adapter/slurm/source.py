@@ -33,7 +33,7 @@ from collections.abc import Collection, Mapping, Sequence
 import msgspec
 
 from cc_slurm_adapter.errors import SlurmCommandError, SlurmCommandFailed
-from cc_slurm_adapter.slurm.parse import parse_jobs, parse_nodes
+from cc_slurm_adapter.slurm.parse import ParseResult, parse_jobs, parse_nodes
 from cc_slurm_adapter.slurm.phase import KNOWN_NAMES, Phase, job_phase
 from cc_slurm_adapter.slurm.record import JobRecord, NodeTopology, SlurmMeta
 from cc_slurm_adapter.slurm.runner import Runner
@@ -171,6 +171,8 @@ async def detect_slurm(runner: Runner, *, timeout: float | None = None) -> Slurm
 class CycleResult(msgspec.Struct, kw_only=True):
     accounting: list[JobRecord]
     """sacct records for the window (``-X``: allocations, no steps)."""
+    unchanged: tuple[int, ...] = ()
+    """Window jobs left unread: started runs the caller named, running since then."""
     live: dict[int, str]
     """job id → state of everything slurmctld holds now."""
     details: list[JobRecord]
@@ -233,10 +235,17 @@ class SlurmSource:
     async def accounting(self, start: float, end: float) -> list[JobRecord]:
         """One ``sacct`` for the window ``[start, end]`` (epoch seconds): every job that
         ran in it; jobs that never started are left out (``--nnodes``, see above)."""
+        return (await self.accounting_window(start, end)).jobs
+
+    async def accounting_window(self, start: float, end: float,
+                                unchanged: Mapping[int, int] | None = None) -> ParseResult:
+        """:meth:`accounting`, leaving unread the jobs of ``unchanged`` (job id → start
+        time) that still run since that start (:func:`parse_jobs`)."""
         argv = ["sacct", self.info.json_flag, "--allusers", "-X", self._RAN_FILTER,
                 "-S", _epoch_arg(start), "-E", _epoch_arg(end), *self._cluster_args()]
         result = await self.runner.run(argv, timeout=self.timeout)
-        return parse_jobs(result.stdout, source="sacct", topology=self.topology).jobs
+        return parse_jobs(result.stdout, source="sacct", topology=self.topology,
+                          unchanged=unchanged)
 
     async def live_listing(self) -> dict[int, str]:
         """One cheap text ``squeue``: job id → state.
@@ -366,7 +375,8 @@ class SlurmSource:
         return any(h not in self.topology for h in hosts)
 
     async def cycle(self, start: float, end: float, captured: Collection[int] = (),
-                    scripts_wanted: Collection[int | JobRecord] = ()) -> CycleResult:
+                    scripts_wanted: Collection[int | JobRecord] = (),
+                    unchanged: Mapping[int, int] | None = None) -> CycleResult:
         """One poll cycle: window accounting, live listing, details for new running jobs.
 
         ``captured`` are job ids whose resources the caller already holds.
@@ -375,9 +385,12 @@ class SlurmSource:
         record), so the caller asks again; they share the one script call of the cycle.
         Pass records rather than ids where you have them: before 23.02 the text output
         heads array tasks ``ARRAYID_TASKID``, which only a record can resolve.
+        ``unchanged``: started runs (job id → start time) the caller holds in full; the
+        window's records of those still running are not read (``CycleResult.unchanged``).
         """
         before = self.runner.calls
-        accounting = await self.accounting(start, end)
+        window = await self.accounting_window(start, end, unchanged)
+        accounting = window.jobs
         live = await self.live_listing()
         need = sorted(i for i, state in live.items()
                       if state in _LIVE_DETAIL_STATES and i not in captured)
@@ -395,7 +408,8 @@ class SlurmSource:
             scripts = await self.batch_scripts(want)
             details = [msgspec.structs.replace(job, batch_script=scripts[job.job_id])
                        if job.job_id in scripts else job for job in details]
-        return CycleResult(accounting=accounting, live=live, details=details,
+        return CycleResult(accounting=accounting, unchanged=window.unchanged,
+                           live=live, details=details,
                            deferred=tuple(deferred), topology=self.topology,
                            scripts=scripts, calls=self.runner.calls - before)
 

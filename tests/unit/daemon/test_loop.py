@@ -62,6 +62,42 @@ async def test_slurm_calls_per_cycle_are_bounded(harness: Harness) -> None:
     assert harness.slurm.runner.calls - before == 2
 
 
+async def test_started_running_jobs_are_not_reread_until_they_end(harness: Harness) -> None:
+    """A job started in cc-backend and still running since the same start is left unread
+    in the next windows (its record would change nothing), and still gets its stop."""
+    await harness.open()
+    await harness.cycle()  # running1: jobs 1-4 run; details captured, starts queued
+    await harness.drain_all()
+    assert harness.daemon is not None
+    source = harness.daemon.clusters[0].source
+    seen: list[Any] = []
+    window_of = source.accounting_window
+
+    async def spy(start: float, end: float, unchanged: Any = None) -> Any:
+        result = await window_of(start, end, unchanged)
+        seen.append(result)
+        return result
+
+    source.accounting_window = spy  # type: ignore[method-assign]
+    await harness.cycle("running2")
+    # the recording: job 3 still runs in running2 with running1's start; 1, 2, 4 ended
+    running1 = {j["job_id"]: j["time"]["start"] for j in
+                FakeSlurm("24.11", "running1").sacct_doc()["jobs"]}
+    job3 = next(j for j in harness.slurm.sacct_doc()["jobs"] if j["job_id"] == 3)
+    assert job3["state"]["current"] == ["RUNNING"] and job3["time"]["start"] == running1[3]
+    assert seen[-1].unchanged == (3,)
+    assert {r.job_id for r in seen[-1].jobs} >= {1, 2, 4, 8}
+    await harness.drain_all()
+    await harness.cycle("after")
+    await harness.drain_all()
+    report = harness.si.check(expected_jobs())
+    assert report.ok, report.to_json()
+    ended = next(j for j in harness.slurm.sacct_doc()["jobs"] if j["job_id"] == 3)
+    row = next(r for r in harness.si.jobs() if r.job_id == 3)
+    assert (row.job_state, row.stop_time) == (ended["state"]["current"][0].lower(),
+                                              ended["time"]["end"])
+
+
 @pytest.mark.parametrize("fault", [
     {"mode": "down"},
     {"mode": "error", "status": 500, "rate": 0.3, "seed": 7},
