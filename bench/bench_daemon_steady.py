@@ -23,6 +23,15 @@ The poll interval is shortened to ``--poll`` seconds (default slurmPollInterval 
 60 s); CPU per cycle covers the whole cycle's work: the Slurm calls' parsing, the store
 transactions, and sending that cycle's starts and stops. Aim (issue 11): RSS <= 50 MB,
 calls per cycle equal at 10 and 10,000 jobs.
+
+Measured 2026-12-02 (2 vCPU, quiet machine), after three changes of that day: started
+runs that still run are not read again from the window (``parse_jobs(unchanged=...)``),
+glibc's malloc thresholds pinned, SQLite's page cache at 1 MiB:
+  store 1k / 100k, 1,000 running + 8,000 pending: RSS median 42.8 / 42.6 MB, peak (VmHWM)
+  48.8 / 48.6 MB (x1.00); CPU 0.125 / 0.160 s per cycle (0.20-0.26 s before);
+  10 jobs: median 38.6 MB, CPU 0.020 s; 10,000 jobs: median 41.6, peak 47.4 MB, CPU
+  0.143 s; 3.00 Slurm calls per cycle in every scenario. Before: median 44.5-44.6 MB,
+  peak 50.0-51.6 MB.
 """
 
 from __future__ import annotations

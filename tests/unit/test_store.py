@@ -868,3 +868,13 @@ class StoreMachine(RuleBasedStateMachine):
 TestStoreMachine = StoreMachine.TestCase
 TestStoreMachine.settings = settings(max_examples=60, stateful_step_count=40, deadline=None,
                                      suppress_health_check=[HealthCheck.too_slow])
+
+
+def test_page_cache_is_one_mib(tmp_path: Path) -> None:
+    """The daemon's connection keeps SQLite's page cache at 1 MiB (its RSS budget);
+    SQLite's default is 2 MiB (``PRAGMA cache_size`` -2000)."""
+    store = open_store(tmp_path / "state.db")
+    try:
+        assert store._conn.execute("PRAGMA cache_size").fetchone()[0] == -1024
+    finally:
+        store.close()

@@ -43,6 +43,9 @@ log = logging.getLogger("cc_slurm_adapter.daemon")
 
 def run(config: Config) -> int:
     """Run the daemon until SIGTERM/SIGINT; 0 on a clean stop, 1 if it cannot start."""
+    from cc_slurm_adapter.daemon.loop import fix_malloc_thresholds
+
+    fix_malloc_thresholds()  # this process's heap only: not in serve(), which tests call
     try:
         return asyncio.run(serve(config))
     except KeyboardInterrupt:

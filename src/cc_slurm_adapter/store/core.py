@@ -39,6 +39,8 @@ ANY_CLUSTER = "*"
 DUPLICATE_WINDOW_S = 86400
 """cc-backend (every version) answers 422 to a start whose startTime is less than this
 many seconds after a stored run of the same jobId and cluster (contract §4.2 step 5)."""
+CACHE_KIB = 1024
+"""SQLite page cache of the daemon's connection (PRAGMA cache_size), in KiB."""
 
 _RUN_COLUMNS = ("id, cluster, job_id, start_time, sluid, restart_count, state, reason, phase,"
                 " first_seen, last_seen, updated, start_acked, stop_time, snapshot_rank0,"
@@ -870,6 +872,9 @@ def open_store(path: str | os.PathLike[str], *, read_only: bool = False,
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute("PRAGMA busy_timeout = 5000")
+            # 1 MiB of page cache, not SQLite's 2 MiB: the hot pages (watched runs, due
+            # outbox entries) fit, and every MiB counts against the daemon's 50 MB budget.
+            conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
             migrate(conn, migrations)
             # Only this process writes (the lock says so): every claim left in the file
             # belongs to a daemon that died; make those entries due again at once.

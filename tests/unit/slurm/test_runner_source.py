@@ -454,3 +454,10 @@ async def test_live_listing_falls_back_when_the_option_is_refused() -> None:
     assert await source.live_listing() == {1000: "RUNNING"}
     listings = [a for a in runner.argvs if a[0] == "squeue"]
     assert [("--only-job-state" in a) for a in listings] == [True, False, False]
+
+
+def test_listing_shares_one_state_string_per_state() -> None:
+    # 9,000 listed jobs hold a handful of state names, not 9,000 strings
+    live = parse_squeue_listing(b"".join(b"%d PENDING\n" % i for i in range(1, 101))
+                                + b"200 RUNNING\n201 RUNNING\n")
+    assert len({id(state) for state in live.values()}) == 2
