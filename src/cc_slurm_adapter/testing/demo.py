@@ -243,7 +243,11 @@ class AdapterDaemon:
         self.proc = subprocess.Popen(
             [str(adapter), "-daemon", "-config", str(self.config)],
             stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log, env=self.env,
-            cwd=str(self.config.parent))
+            cwd=str(self.config.parent),
+            # its own session: a Ctrl-C at the terminal signals the demo's process group,
+            # and a daemon in it would stop on its own, before the demo's cleanup, which
+            # then reads as "the daemon exited" (seen once in CI); the demo stops it
+            start_new_session=True)
         self._echo = threading.Thread(target=self._follow, daemon=True)
         self._echo.start()
         pid_file = Path(json.loads(self.config.read_text())["pidFilePath"])
