@@ -130,6 +130,14 @@ def test_demo_runs_the_daemon_through_an_outage(slurm_cluster: SlurmTestbed,
             (job_id, line)
 
 
+def _terminal_signals() -> None:
+    """SIGINT as a terminal user has it. A shell without job control starts background
+    commands with SIGINT ignored (POSIX), and Python then installs no KeyboardInterrupt:
+    the demo would not see the Ctrl-C at all (a fresh-clone run started with `cmd &`
+    from a script failed so)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize(("sig", "when"), [
     (signal.SIGINT, "cc-backend down"),  # Ctrl-C: the terminal signals the whole group
     (signal.SIGTERM, "== 1. jobs while cc-backend is up"),
@@ -142,7 +150,7 @@ def test_interrupted_demo_leaves_the_cluster_as_found(slurm_cluster: SlurmTestbe
     proc = subprocess.Popen(
         [sys.executable, "-m", "cc_slurm_adapter.testing.demo", "--release", tb.release],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO_ROOT,
-        start_new_session=True)
+        start_new_session=True, preexec_fn=_terminal_signals)
     assert proc.stdout is not None
     lines: list[str] = []
     try:
