@@ -547,14 +547,26 @@ class RealServer:
         with httpx.Client(base_url=self.url, timeout=30,
                           headers={"Authorization": f"Bearer {self.token}"}) as client:
             while True:
-                resp = client.get("/api/jobs/", params={
+                resp = self._get_jobs(client, {
                     "cluster": cluster, "page": str(page), "items-per-page": "200", **params})
-                resp.raise_for_status()
                 batch: list[dict[str, Any]] = resp.json().get("jobs") or []
                 out.extend(batch)
                 if len(batch) < 200:
                     return out
                 page += 1
+
+    @staticmethod
+    def _get_jobs(client: httpx.Client, params: dict[str, str]) -> httpx.Response:
+        """``GET /api/jobs/``, waiting out cc-backend's own race: 1.5.4 answers 500 while
+        a job it just stopped is listed before its archiver wrote the job's meta.json
+        ("loadJobMeta() > open file error", seen once in a fresh-clone run)."""
+        for _ in range(40):
+            resp = client.get("/api/jobs/", params=params)
+            if resp.status_code != 500 or b"meta.json" not in resp.content:
+                break
+            time.sleep(0.25)
+        resp.raise_for_status()
+        return resp
 
     def stop(self) -> None:
         try:
