@@ -263,23 +263,20 @@ async def measure_depth(tb: SlurmTestbed, start: float, repeat: int,
         n = next((v for k, v in found.items() if f"({k})" in name), -1)
         rows.append(Row("first: " + name, call.wall, call.rss / 1e6, call.out / 1e6, n))
     per_call: dict[str, list[tuple[Call, int]]] = {}
-    for _ in range(repeat):
-        runner.log.clear()
-        steady = await source.cycle(start, end, captured=set(first.live))
-        counts = {"accounting": len(steady.accounting), "listing": len(steady.live)}
-        for call in runner.log:
-            name = label(call.argv)
-            n = counts["accounting"] if "accounting" in name else counts["listing"]
-            per_call.setdefault("steady: " + name, []).append((call, n))
+
+    async def steady_cycles(prefix: str) -> None:
+        for _ in range(repeat):
+            runner.log.clear()
+            steady = await source.cycle(start, end, captured=set(first.live))
+            for call in runner.log:
+                name = label(call.argv)
+                n = len(steady.accounting) if "accounting" in name else len(steady.live)
+                per_call.setdefault(prefix + name, []).append((call, n))
+
+    await steady_cycles("steady: ")
     if quickack:
         with loopback_quickack():
-            for _ in range(repeat):
-                runner.log.clear()
-                steady = await source.cycle(start, end, captured=set(first.live))
-                for call in runner.log:
-                    name = label(call.argv)
-                    n = len(steady.accounting) if "accounting" in name else len(steady.live)
-                    per_call.setdefault("quickack steady: " + name, []).append((call, n))
+            await steady_cycles("quickack steady: ")
     for extra in (["sacct", info.json_flag, "--allusers", "-X", "-S", _utc(start), "-E",
                    _utc(end)], ["squeue", "--all", "--json"],
                   ["sacct", info.json_flag, "--allusers", "-X", NNODES, "-S", _utc(start),

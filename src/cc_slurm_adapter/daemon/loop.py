@@ -151,25 +151,23 @@ async def accounting_by_ids(source: SlurmSource, ids: Sequence[int]) -> list[Job
     return parse_jobs(result.stdout, source="sacct", topology=source.topology).jobs
 
 
-def _libc() -> ctypes.CDLL | None:
+def _glibc(name: str) -> Any:
+    """glibc's function ``name`` (a ctypes function), or None where there is none."""
     try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-    except OSError:
-        return None
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return getattr(libc, name)
+    except (OSError, AttributeError):
+        return None  # not glibc
 
 
 def _malloc_trim() -> Callable[[], object] | None:
-    try:
-        trim = _LIBC.malloc_trim if _LIBC is not None else None
-    except AttributeError:
-        return None  # not glibc
+    trim = _glibc("malloc_trim")
     if trim is None:
         return None
     trim.argtypes = [ctypes.c_size_t]
     return lambda: trim(0)
 
 
-_LIBC = _libc()
 _TRIM = _malloc_trim()
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
 MALLOC_THRESHOLD = 128 * 1024
@@ -184,10 +182,7 @@ def fix_malloc_thresholds() -> bool:
     about a megabyte over the first cycles (bench/bench_daemon_steady.py: 48.5 -> 50.2
     MB at 100,000 runs in the store). Pinned, a large output is mapped and unmapped on
     its own, and the peak stays where the first cycle put it (48.7 MB)."""
-    try:
-        mallopt = _LIBC.mallopt if _LIBC is not None else None
-    except AttributeError:
-        return False  # not glibc
+    mallopt = _glibc("mallopt")
     if mallopt is None:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
