@@ -165,10 +165,15 @@ def _record_slurm_version(request: pytest.FixtureRequest) -> None:
     request.node.user_properties.append(("slurm_version", tb.version))
 
 
+@pytest.hookimpl(trylast=True)  # after pytest's own reordering by fixture parameter
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "slurm_cluster" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slurm)
+    # A stable sort: the tests marked `last` go to the end of the session and keep their
+    # order among themselves. They need jobs that ended minutes before; on a testbed that
+    # was installed at the start of this session, only the end of the session has them.
+    items.sort(key=lambda item: item.get_closest_marker("last") is not None)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
