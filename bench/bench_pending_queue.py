@@ -47,27 +47,31 @@ Slurm 24.11.5, 10 -> 8,000 pending:
   Right after scancel of the 8,000: accounting 0.032 s / 2 jobs; ``-s <all but PD>``
   instead would return all 8,002 cancelled jobs (2.57 s / 745 MB); an empty window costs
   0.114 s with -s against 0.013 s without (-s makes slurmdbd scan its whole job table).
-Slurm 22.05.8, 10 -> 8,000 pending (re-measured 2026-12-02 on a quiet machine, load < 0.2,
-with ``--quickack``):
-  accounting  sacct --nnodes=1-…      0.365 s / 7.2 MB / 2     -> 0.366 s / 7.1 MB / 2
-  listing     squeue -h -a -o '%A %T' 0.009 s / 5.0 MB         -> 0.077 s / 23.6 MB / 8,002
-  details     scontrol show job -d -o 0.008 s / 5.5 MB         -> 0.31 s / 24 MB (8.7 MB out)
-  (before)    sacct without a filter                            -> 1.38 s / 422 MB / 7,891
-  upstream    squeue --all --json     0.015 s                   -> 1.12 s / 391 MB
-  steady cycle: 0.374 s / 7.1 MB -> 0.443 s / 23.6 MB (1.2x; above the 0.2 s aim)
-  steady cycle, route quickack 1: 0.027 s -> 0.078 s / 23.8 MB (aim met); accounting
-  0.016 s there
-  first cycle: 0.499 s -> 0.872 s / 24 MB (the detail call dumps every job when several are
-  asked for; one job is asked for alone, a single-job RPC).
+Slurm 22.05.8, 10 -> 8,000 pending (re-measured 2026-12-03, quiet machine, ``--quickack``,
+with the window pre-check: the steady cycle's window is the text listing alone when
+every job in it is a held run, still running):
+  accounting  sacct --json --nnodes=1-… 0.093 s / 6.9 MB / 0  -> 0.362 s / 7.0 MB / 2
+  pre-check   sacct -n -P -o JobIDRaw,… 0.094 s / 4.6 MB / 0  -> 0.093 s / 4.6 MB / 2
+  listing     squeue -h -a -o '%A %T' 0.005 s / 4.9 MB         -> 0.058 s / 23.5 MB / 8,002
+  details     scontrol show job -d -o 0.005 s / 5.5 MB         -> 0.21 s / 24 MB (8.7 MB out)
+  (before)    sacct without a filter                            -> 1.26 s / 410 MB / 7,672
+  upstream    squeue --all --json     0.008 s                   -> 1.19 s / 391 MB
+  steady cycle (pre-check + listing): 0.099 s / 4.9 MB -> 0.151 s / 23.5 MB (aim met);
+  before the pre-check (JSON + listing) 0.374 s -> 0.443 s (2026-12-02)
+  steady cycle, route quickack 1: 0.010 s -> 0.060 s / 23.7 MB; pre-check 0.005 s there
+  first cycle: 0.205 s -> 0.731 s / 24 MB (the detail call dumps every job when several are
+  asked for; one job is asked for alone, a single-job RPC). A cycle in which a job of the
+  window is new or has changed pays the pre-check on top of the JSON: about 0.46 s.
 Where 22.05's time goes: not the queue. Its ``sacct --json`` costs 0.37 s as soon as the
 window holds one job (0.10 s for an empty one), with 0.00 s of CPU: strace shows eight
 stalls of 40-47 ms, each between a slurmdbd reply's 4-byte length and its body (the
 client's delayed ACK meets slurmdbd's Nagle wait; the JSON output adds the association,
-QOS and TRES queries). With ``quickack 1`` on the loopback route the same call takes
-0.016 s; 24.11.5 needs no such setting (0.017 s). The README says how a site sets it. The
+QOS and TRES queries). The text listing of the same window waits twice (0.09 s). With
+``quickack 1`` on the loopback route the JSON takes 0.016 s; 24.11.5 needs no such setting
+(0.017 s), and there the pre-check is off. The README says how a site sets it. The
 first 22.05 measurement (0.38-0.40 s at 8,000 against 0.10 s at 10) read this as server
 load: the shallow run's window had happened to hold no job. The listing does grow (whole
-job table packed, no ``--only-job-state`` before 24.05): 0.009 -> 0.08 s at 8,000.
+job table packed, no ``--only-job-state`` before 24.05): 0.005 -> 0.06 s at 8,000.
 Every cycle stays within 50 MB.
 
 Hazards seen: a `scontrol reconfigure` by someone else (24.11 re-executes slurmctld and
@@ -168,6 +172,8 @@ class MeasuringRunner:
 
 def label(argv: tuple[str, ...]) -> str:
     words = [a for a in argv if not a[:1].isdigit()]
+    if argv[0] == "sacct" and NNODES in argv and "-P" in argv:
+        return "sacct -n -P -o JobIDRaw,State,… (pre-check)"
     if argv[0] == "sacct" and NNODES in argv:
         return "sacct --nnodes=1-… (accounting)"
     if argv[0] == "sacct" and "-s" in argv and "2020-01-01T00:00:00" in argv:
@@ -196,7 +202,7 @@ def label(argv: tuple[str, ...]) -> str:
 
 
 def records(call_out: bytes, argv: tuple[str, ...]) -> int:
-    if "%A %T" in argv:
+    if "%A %T" in argv or "-P" in argv:
         return len(call_out.splitlines())
     if argv[0] == "scontrol" and "job" in argv:
         return len([line for line in call_out.splitlines() if line.startswith(b"JobId=")])
@@ -264,13 +270,20 @@ async def measure_depth(tb: SlurmTestbed, start: float, repeat: int,
         rows.append(Row("first: " + name, call.wall, call.rss / 1e6, call.out / 1e6, n))
     per_call: dict[str, list[tuple[Call, int]]] = {}
 
+    # what the daemon holds after the first cycle: the runs it has started (job id ->
+    # start), whose unchanged rows a steady window need not read (22.05's pre-check)
+    held = {r.job_id: r.start_time for r in first.accounting
+            if r.start_time is not None and r.end_time is None}
+
     async def steady_cycles(prefix: str) -> None:
         for _ in range(repeat):
             runner.log.clear()
-            steady = await source.cycle(start, end, captured=set(first.live))
+            steady = await source.cycle(start, end, captured=set(first.live),
+                                        unchanged=held)
             for call in runner.log:
                 name = label(call.argv)
-                n = len(steady.accounting) if "accounting" in name else len(steady.live)
+                n = (len(steady.accounting) + len(steady.unchanged)
+                     if "accounting" in name or "pre-check" in name else len(steady.live))
                 per_call.setdefault(prefix + name, []).append((call, n))
 
     await steady_cycles("steady: ")
@@ -486,7 +499,7 @@ def bench_release(release: str, args: argparse.Namespace) -> bool:
     w, m = cycle_total(deep, "steady:")
     print(f"upstream squeue --all --json: {up.wall:.3f} s / {up.rss:.1f} MB = "
           f"{up.wall / w:.0f}x the steady cycle's time, {up.rss / m:.0f}x its peak RSS")
-    acc = find(deep, "steady: sacct --nnodes")
+    acc = next(r for r in deep if r.name == "sacct --nnodes=1-… (accounting)")
     print(f"accounting with {NNODES} vs without a filter: {acc.wall:.3f} s / {acc.rss:.1f} MB"
           f" / {acc.n} jobs vs {old.wall:.3f} s / {old.rss:.1f} MB / {old.n} jobs "
           f"({old.wall / acc.wall:.0f}x time, {old.rss / acc.rss:.0f}x RSS)")

@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 
 from cc_slurm_adapter.slurm.runner import CommandRunner
-from cc_slurm_adapter.slurm.source import SlurmSource, detect_slurm
+from cc_slurm_adapter.slurm.source import SlurmInfo, SlurmSource, detect_slurm
 from cc_slurm_adapter.testing.slurm_testbed import SlurmTestbed, sacct_state
 
 pytestmark = pytest.mark.slurm
@@ -171,6 +171,7 @@ def test_state_filter_keeps_every_job_that_ran_or_ended(slurm_cluster: SlurmTest
         runner = CommandRunner(timeout=60, env=tb.env, bin_dir=str(tb.bin_dir))
         source = SlurmSource(runner, asyncio.run(detect_slurm(runner)))
         filtered = asyncio.run(source.accounting(window_start, window_end))
+        listing = asyncio.run(source.window_listing(window_start, window_end))
         window = ["-S", _utc(window_start), "-E", _utc(window_end)]
         oracle = asyncio.run(runner.run(["sacct", "--json", "-a", "-X", *window])).stdout
     finally:
@@ -191,3 +192,86 @@ def test_state_filter_keeps_every_job_that_ran_or_ended(slurm_cluster: SlurmTest
     # start = end for a job cancelled while pending on 24.11.5 and 26.05.5; 22.05.8: 0)
     assert kept == unfiltered.keys() - NEVER_STARTED, (tb.version, kept)
     assert kept == RAN, (tb.version, kept)
+    # 22.05's pre-check (SlurmSource.window_listing): the text listing of the window
+    # holds the same jobs, and the ones that cannot change any more (ended, or running
+    # for 90 s) with the oracle's state, start and end
+    assert listing is not None, tb.version
+    listed = {by_id[row.job_id]: row for row in listing if row.job_id in by_id}
+    assert listed.keys() == kept, (tb.version, listed)
+    for key in ("completed", "failed", "running"):
+        job, row = unfiltered[key], listed[key]
+        assert (row.state.split(" ")[0], row.start, row.end) == (
+            sacct_state(job), job["time"]["start"], job["time"]["end"] or None), (key, row)
+
+
+def _running_view(doc: dict[str, Any]) -> dict[int, tuple[str, int, int]]:
+    """job id → (state, start, end) of a plain ``sacct --json`` window (the oracle)."""
+    return {int(j["job_id"]): (sacct_state(j), j["time"]["start"], j["time"]["end"])
+            for j in doc["jobs"]}
+
+
+def test_window_precheck_reads_the_json_only_when_something_changed(
+        slurm_cluster: SlurmTestbed, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pre-check, on every release (forced on where the JSON is fast): a window of
+    held runs that still run is one text call; a new job, or one that has ended, brings
+    the JSON call, and the job read from it. What is held comes from the oracle (plain
+    ``sacct --json`` of the same window), and a quiet window is one that the oracle
+    reads the same before and after the call (another test's job may end meanwhile)."""
+    tb = slurm_cluster
+    monkeypatch.setattr(SlurmInfo, "sacct_json_stalls", property(lambda self: True))
+    runner = CommandRunner(timeout=60, env=tb.env, bin_dir=str(tb.bin_dir))
+    source = SlurmSource(runner, asyncio.run(detect_slurm(runner)))
+    name = f"pc-{secrets.token_hex(3)}"
+    ids = [tb.submit(["-J", name, *JOB, *SLEEP]) for _ in range(2)]
+    try:
+        for job_id in ids:
+            tb.wait_state(job_id, "RUNNING", timeout=SETTLE_TIMEOUT)
+            _wait_rows(tb, job_id, "RUNNING", _has("RUNNING", name, started=True))
+
+        def oracle(a: float, b: float) -> dict[int, tuple[str, int, int]]:
+            out = asyncio.run(runner.run(["sacct", "--json", "-a", "-X",
+                                          "--nnodes=1-2147483647", "-S", _utc(a),
+                                          "-E", _utc(b)])).stdout
+            return _running_view(json.loads(out))
+
+        def window(a: float, b: float, held: dict[int, int]) -> tuple[Any, int]:
+            before = runner.calls
+            result = asyncio.run(source.accounting_window(a, b, held))
+            return result, runner.calls - before
+
+        quiet = None
+        for _attempt in range(5):
+            b = time.time()
+            a = b - 2
+            view = oracle(a, b)
+            held = {i: start for i, (state, start, end) in view.items()
+                    if state == "RUNNING" and not end}
+            result, calls = window(a, b, held)
+            if view == oracle(a, b) and held.keys() == view.keys():
+                quiet = (view, result, calls)
+                break
+            time.sleep(1)
+        assert quiet is not None, "the window never held only running jobs"
+        view, result, calls = quiet
+        assert set(ids) <= view.keys()
+        assert calls == 1 and result.jobs == [], (tb.version, calls, result.jobs)
+        assert set(result.unchanged) == view.keys()
+
+        # one of ours not held (new to the caller): the JSON is read, and gives it
+        held = {i: s for i, s in held.items() if i != ids[0]}
+        result, calls = window(a, b, held)
+        assert calls == 2, tb.version
+        assert ids[0] in {r.job_id for r in result.jobs}
+        assert ids[0] not in result.unchanged and ids[1] in result.unchanged
+
+        # one of ours ended: its start is held, its row is no longer RUNNING
+        tb.cancel(ids[1])
+        _wait_rows(tb, ids[1], "CANCELLED", _has("CANCELLED", name, ended=True))
+        b2 = time.time()
+        result, calls = window(a, b2, {**held, ids[0]: view[ids[0]][1]})
+        assert calls == 2, tb.version
+        ended = [r for r in result.jobs if r.job_id == ids[1]]
+        assert ended and ended[0].end_time is not None, (tb.version, result.jobs)
+    finally:
+        for job_id in ids:
+            tb.run("scancel", str(job_id), check=False)

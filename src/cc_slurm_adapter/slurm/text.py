@@ -2,6 +2,9 @@
 
 * ``squeue -h -o "%A %T"`` – the cheap live listing (0.07 s for 8,000 jobs where
   ``squeue --json`` takes 8 s and 1.2 GB on 24.11).
+* ``sacct -n -P -X -o JobIDRaw,State,Start,End`` – the window's jobs in brief, asked
+  before the window's JSON on releases where that JSON is slow (22.05: 0.09 s against
+  0.37 s), so a cycle in which nothing changed does not pay for it.
 * ``scontrol show job -d -o`` – one line per job with per-node ``CPU_IDs`` and
   ``GRES=…(IDX:…)``; the only per-node detail before 23.02 (``scontrol --json`` does
   not exist on 21.08/22.05, and ``squeue --json`` there ignores ``-j``). Times are
@@ -16,6 +19,7 @@ import re
 import sys
 import time
 from collections.abc import Collection, Mapping
+from typing import NamedTuple
 
 import msgspec
 
@@ -38,7 +42,8 @@ from cc_slurm_adapter.slurm.values import (
     split_state,
 )
 
-__all__ = ["parse_batch_scripts", "parse_scontrol_jobs", "parse_squeue_listing"]
+__all__ = ["WINDOW_FIELDS", "WindowRow", "parse_batch_scripts", "parse_scontrol_jobs",
+           "parse_squeue_listing", "parse_window_listing"]
 
 _UNSET = frozenset({"", "None", "(null)", "Unknown", "N/A", "n/a"})
 log = logging.getLogger(__name__)
@@ -72,6 +77,49 @@ def _time(value: str | None) -> int | None:
         return calendar.timegm(time.strptime(value, "%Y-%m-%dT%H:%M:%S"))
     except ValueError:
         return None
+
+
+WINDOW_FIELDS = "JobIDRaw,State,Start,End"
+"""The ``sacct -o`` fields of :func:`parse_window_listing`; none is chosen by a user."""
+# JobIDRaw: digits (an array task and a het-job component have their own raw id);
+# State: "RUNNING", "CANCELLED by 1000", ...; Start/End: a time, "Unknown" or "None"
+_WINDOW_LINE = re.compile(r"([0-9]+)\|([A-Z_]+(?: by [0-9]+)?)\|([^|\s]*)\|([^|\s]*)")
+
+
+class WindowRow(NamedTuple):
+    """One job of ``sacct -n -P -X -o JobIDRaw,State,Start,End`` (text, 21.08+)."""
+
+    job_id: int
+    state: str
+    start: int | None
+    end: int | None
+
+
+def parse_window_listing(text: bytes | str) -> list[WindowRow] | None:
+    """``sacct -n -P -X -o JobIDRaw,State,Start,End`` → its rows, or None when the
+    output is not wholly such rows.
+
+    The caller decides from these rows whether the window's JSON must be read at all,
+    so any doubt means None (then the JSON is read): a line of another shape, output
+    that does not end with a newline (a cut-off listing must never read as "nothing
+    changed"), bytes that are not ASCII. Times are UTC (the runner pins ``TZ=UTC`` and
+    ``SLURM_TIME_FORMAT=standard``); ``Unknown`` and ``None`` read as None.
+    """
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("ascii")
+        except UnicodeDecodeError:
+            return None
+    if text and not text.endswith("\n"):
+        return None
+    rows: list[WindowRow] = []
+    for line in text.split("\n")[:-1]:  # split at "\n" only; the last part is empty
+        match = _WINDOW_LINE.fullmatch(line)
+        if match is None:
+            return None
+        job_id, state, start, end = match.groups()
+        rows.append(WindowRow(int(job_id), state, _time(start), _time(end)))
+    return rows
 
 
 def _minutes(value: str | None) -> tuple[int | None, bool]:
